@@ -1,0 +1,139 @@
+"""The `spfde` command: prepare data, train, show a resolved config, list what exists.
+
+Every knob is a Hydra override (``key=value``, ``group=option``); the only flag is ``--force``.
+
+    spfde data prepare cifar10 [data.source=imagefolder data.path=../shared/data/cifar10-jpeg.tar.gz]
+    spfde train profile=cpu run.seed=1 [--force]
+    spfde show profile=cpu
+    spfde list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+log = logging.getLogger("spfde_core")
+
+
+class UsageError(Exception):
+    """A command-line or configuration mistake: printed as one line, exit status 2."""
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """Compose the config tree with Hydra overrides; config mistakes become UsageError."""
+    import spfde_core.config  # noqa: F401 - registers the schema in Hydra's ConfigStore
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UsageError(f"expected overrides of the form key=value or group=option, got: {' '.join(bad)}")
+    try:
+        with initialize_config_module(config_module="spfde_core.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UsageError(f"invalid config: {err}") from None
+
+
+def _validated(overrides: list[str]) -> DictConfig:
+    from spfde_core.config import validate
+
+    cfg = load_config(overrides)
+    validate(cfg)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from spfde_core.train.run import run_training
+
+    overrides = [*args.overrides, *(["run.force=true"] if args.force else [])]
+    run_training(_validated(overrides))
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from spfde_core.config import config_hash, non_default_values
+    from spfde_core.train.run import RunPaths
+
+    cfg = _validated(args.overrides)
+    chash = config_hash(cfg)
+    print(OmegaConf.to_yaml(cfg), end="")
+    print(f"# config hash: {chash}")
+    print(f"# non-default: {non_default_values(cfg)}")
+    print(f"# record:      {RunPaths.of(cfg, chash).record}")
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from spfde_core.train.build import prepare
+
+    cfg = _validated([f"data={args.dataset}", *args.overrides])
+    path = prepare(cfg.data, force=args.force)
+    print(path)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from spfde_core.data.catalog import DATASETS
+    from spfde_core.freezing import FREEZING_METHODS
+    from spfde_core.models import MODELS
+    from spfde_core.sieving import SIEVING_METHODS
+    from spfde_core.sparsity import SPARSITY_METHODS
+
+    print("datasets:          ", ", ".join(sorted(DATASETS)))
+    print("models:            ", ", ".join(MODELS.names()))
+    print("sparsity methods:  ", ", ".join(SPARSITY_METHODS.names()))
+    print("freezing methods:  ", ", ".join(FREEZING_METHODS.names()))
+    print("sieving methods:   ", ", ".join(SIEVING_METHODS.names()))
+    print("profiles:           smoke, cpu, paper")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spfde", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train", help="train one run (resumes a killed run; refuses to redo a finished one)"
+    )
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=cpu run.seed=1")
+    train.add_argument("--force", action="store_true", help="re-run a finished run, replacing its record")
+    train.set_defaults(func=cmd_train)
+    show = sub.add_parser("show", help="print the resolved config, its hash and the record path")
+    show.add_argument("overrides", nargs="*")
+    show.set_defaults(func=cmd_show)
+    data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="write a prepared dataset under data.prepared_dir")
+    prep.add_argument("dataset", help="cifar10, cifar100, imagenet or synthetic")
+    prep.add_argument("overrides", nargs="*", help="e.g. data.source=imagefolder data.path=DIR_OR_TAR_GZ")
+    prep.add_argument("--force", action="store_true", help="replace a prepared dataset whose content differs")
+    prep.set_defaults(func=cmd_data_prepare)
+    lst = sub.add_parser("list", help="list datasets, models, methods and profiles")
+    lst.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from spfde_core.config import ConfigError
+    from spfde_core.data import DataSourceError, PreparedDataError
+    from spfde_core.records import RecordError
+    from spfde_core.train.checkpoint import CheckpointError
+    from spfde_core.train.run import RunExistsError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+    args = parser().parse_args(argv)
+    expected = (UsageError, ConfigError, DataSourceError, PreparedDataError, RecordError, CheckpointError)
+    try:
+        args.func(args)
+    except (*expected, RunExistsError) as err:
+        print(f"spfde: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hydra config tree of spfde (packaged so `spfde` finds it after pip install)."""

@@ -1,0 +1,156 @@
+"""``TensorLoader``: batches, with CIFAR augmentation, from a dataset held whole in (device) memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .catalog import get_dataset_info
+from .prepared import PreparedDataset
+from .sampling import epoch_generator, normalizer, num_batches, validate_active
+from .types import Batch
+
+
+class TensorLoader:
+    """In-memory loader implementing the ``Loader`` protocol.
+
+    Images are given as (N, H, W, 3) uint8 (the prepared format), converted once to (N, 3, H, W)
+    and kept on ``device``. Train mode draws, per epoch, a permutation of the active indices and
+    per-sample crop offsets and flips from a CPU generator seeded by ``(seed, epoch)``; the draws are
+    then moved to ``device``, so batches are a pure function of (seed, epoch, active set) and the same
+    on CPU and GPU. The augmentation matches torchvision's ``RandomCrop(H, padding=pad)`` (zero
+    padding in uint8 pixel space) plus ``RandomHorizontalFlip(0.5)``, done as one batched gather.
+    Eval mode yields the active indices in ascending order, unaugmented.
+
+    Output images are float32 ``(x / 255 - mean) / std``, channels_last if asked.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray,
+        *,
+        num_classes: int,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        drop_last: bool = False,
+        channels_last: bool = False,
+        pad: int = 4,
+    ) -> None:
+        """Build the loader.
+
+        Args:
+            images: (N, H, W, 3) uint8.
+            labels: (N,) integer labels in ``[0, num_classes)``.
+            num_classes: number of classes.
+            batch_size: samples per batch (> 0).
+            mean: per-channel mean of [0, 1] pixels.
+            std: per-channel std.
+            train: shuffle and augment (True) or fixed order, no augmentation (False).
+            seed: base seed; with the epoch it determines every random draw.
+            device: where the data lives and batches are produced.
+            drop_last: drop a final incomplete batch.
+            channels_last: return images in ``torch.channels_last`` memory format.
+            pad: zero padding before the random crop (train only; 0 disables cropping).
+        """
+        images = torch.as_tensor(images)
+        labels = torch.as_tensor(labels)
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be (N, H, W, 3) uint8, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
+        if batch_size <= 0 or pad < 0:
+            raise ValueError(f"batch_size must be positive and pad non-negative, got {batch_size} and {pad}")
+        self.device = torch.device(device)
+        self._images = images.permute(0, 3, 1, 2).contiguous().to(self.device)
+        self._labels = labels.to(torch.int64).to(self.device)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.pad = pad
+        self._scale, self._shift = normalizer(mean, std, self.device)
+        self._epoch = 0
+        self._active: torch.Tensor | None = None  # sorted CPU int64, None = all samples
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedDataset, split: str, **kwargs: Any) -> TensorLoader:
+        """Build a loader over one split of a prepared dataset.
+
+        ``num_classes`` defaults to the prepared one, ``mean``/``std`` to the catalog entry of the
+        dataset's name, ``train`` to ``split == "train"``; ``batch_size`` must be given.
+        """
+        images, labels = prepared.split(split)
+        if "mean" not in kwargs or "std" not in kwargs:
+            info = get_dataset_info(prepared.name)
+            kwargs.setdefault("mean", info.mean)
+            kwargs.setdefault("std", info.std)
+        kwargs.setdefault("num_classes", prepared.num_classes)
+        kwargs.setdefault("train", split == "train")
+        return cls(torch.from_numpy(images), torch.from_numpy(labels), **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next pass uses."""
+        self._epoch = int(epoch)
+
+    def set_active(self, indices: torch.Tensor | None) -> None:
+        """Restrict passes to these original sample indices (None = all); validated and sorted."""
+        self._active = None if indices is None else validate_active(indices, self._images.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in one pass (the active set; a dropped last batch still counts)."""
+        return self._images.shape[0] if self._active is None else int(self._active.numel())
+
+    def __len__(self) -> int:
+        return num_batches(self.num_samples, self.batch_size, self.drop_last)
+
+    def _augment(
+        self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
+    ) -> torch.Tensor:
+        # Pad in uint8 pixel space with 0 (like torchvision Pad before ToTensor), then take every
+        # sample's crop, mirrored or not, with a single gather.
+        b, c, h, w = x.shape
+        padded = F.pad(x, (self.pad, self.pad, self.pad, self.pad)) if self.pad else x
+        ar_h = torch.arange(h, device=x.device)
+        ar_w = torch.arange(w, device=x.device)
+        rows = dy[:, None] + ar_h  # (B, H)
+        cols = dx[:, None] + torch.where(flip[:, None], ar_w.flip(0), ar_w)  # (B, W)
+        bi = torch.arange(b, device=x.device)[:, None, None, None]
+        ci = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def __iter__(self) -> Iterator[Batch]:
+        active = torch.arange(self._images.shape[0]) if self._active is None else self._active
+        n = active.numel()
+        if self.train:
+            gen = epoch_generator(self.seed, self._epoch)
+            order = active[torch.randperm(n, generator=gen)]
+            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+            flip = torch.rand(n, generator=gen) < 0.5
+            dy, dx, flip = (t.to(self.device) for t in (dy, dx, flip))
+        else:
+            order = active
+        order = order.to(self.device)
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            end = min(start + self.batch_size, stop)
+            idx = order[start:end]
+            x = self._images[idx]
+            if self.train:
+                x = self._augment(x, dy[start:end], dx[start:end], flip[start:end])
+            x = x.float().mul_(self._scale).add_(self._shift)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield Batch(images=x, labels=self._labels[idx], indices=idx)

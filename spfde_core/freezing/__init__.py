@@ -1,0 +1,14 @@
+"""Layer-freezing methods (SpFDE progressive freezing and baselines). Registry key = Hydra option.
+
+``none`` never freezes; it builds no callbacks.
+"""
+
+from spfde_core.registry import Registry
+from spfde_core.train.callbacks import MethodFactory
+
+FREEZING_METHODS: Registry[MethodFactory] = Registry("freezing method")
+
+
+@FREEZING_METHODS.register("none")
+def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
+    return []

@@ -1,0 +1,93 @@
+"""Run records: ``results/runs/<reproduction>/<row>/seed<k>/metrics.json`` and ``curve.csv``.
+
+The record is validated against ``schemas/run_record.v1.json`` when written and when read, and
+every write is atomic. The curve holds one row per epoch (rewritten after each epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from spfde_core import atomic
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "metrics.json"
+CURVE_FILE = "curve.csv"
+CURVE_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "train_samples",
+    "test_loss",
+    "test_acc",
+    "train_s",
+    "eval_s",
+    "train_images_per_s",
+    "elapsed_s",
+)
+
+
+class RecordError(ValueError):
+    """A run record that does not match its schema; the message names the file and the field."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("spfde_core").joinpath(f"schemas/run_record.v{SCHEMA_VERSION}.json").read_text()
+    return json.loads(text)
+
+
+def validate_record(record: dict[str, Any], source: str = "record") -> None:
+    try:
+        jsonschema.validate(record, schema())
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise RecordError(f"{source}: invalid run record at '{where}': {err.message}") from None
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    validate_record(record, str(run_dir / RECORD_FILE))
+    path = Path(run_dir) / RECORD_FILE
+    atomic.write_json(path, record)
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no run record here") from None
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err})") from None
+    validate_record(record, str(path))
+    return record
+
+
+def write_curve(run_dir: Path, history: list[dict[str, Any]]) -> Path:
+    """Per-epoch curve as CSV; columns missing from an epoch (no evaluation) are left empty."""
+    extra = sorted({k for row in history for k in row} - set(CURVE_COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*CURVE_COLUMNS, *extra], lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _format(v) for k, v in row.items()})
+    path = Path(run_dir) / CURVE_FILE
+    atomic.write_text(path, buffer.getvalue())
+    return path
+
+
+def _format(value: Any) -> Any:
+    # repr-precision floats so the CSV round-trips exactly.
+    return repr(value) if isinstance(value, float) else value

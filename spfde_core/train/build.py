@@ -1,0 +1,118 @@
+"""Turn a validated config into the run's parts: device, data loaders and model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from spfde_core.config import ConfigError
+from spfde_core.data import (
+    ImageFolderStreamLoader,
+    TensorLoader,
+    get_dataset_info,
+    load_prepared,
+    prepare_dataset,
+)
+from spfde_core.data.types import Loader
+from spfde_core.models import build_model
+from spfde_core.models.base import BlockModel
+
+log = logging.getLogger("spfde_core.train")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available (use auto or cpu)")
+    return device
+
+
+def prepared_path(data: DictConfig) -> Path:
+    """Where ``spfde data prepare`` writes a dataset and training reads it.
+
+    Synthetic variants get their own folder (named by their generator settings) so tests and
+    smoke runs with different sizes never collide.
+    """
+    root = Path(data.prepared_dir)
+    if data.name == "synthetic":
+        settings = json.dumps(OmegaConf.to_container(data.synthetic), sort_keys=True)
+        root = root / f"synthetic-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    return root / data.name
+
+
+def prepare(data: DictConfig, force: bool = False) -> Path:
+    """Run the dataset preparation the config describes (the `spfde data prepare` verb)."""
+    synthetic = OmegaConf.to_container(data.synthetic) if data.name == "synthetic" else None
+    source = "synthetic" if data.name == "synthetic" else data.source
+    return prepare_dataset(
+        data.name,
+        source=source,
+        path=data.path,
+        out_dir=prepared_path(data).parent,
+        force=force,
+        synthetic=synthetic,
+    )
+
+
+@dataclass
+class DataBundle:
+    train: Loader
+    test: Loader
+    record: dict[str, Any]
+    """The run record's data block: name, source, content hash, sizes."""
+
+
+def build_data(cfg: DictConfig, device: torch.device) -> DataBundle:
+    """Load the prepared dataset into loaders; check the batch fits the dataset."""
+    info = get_dataset_info(cfg.data.name)
+    directory = prepared_path(cfg.data)
+    if cfg.data.name == "synthetic" and not directory.exists():
+        prepare(cfg.data)  # generated locally in a second: no reason to make the user run a step
+    t = cfg.train
+    if not info.in_memory:
+        common = {"seed": cfg.run.seed, "num_workers": cfg.data.num_workers, "channels_last": t.channels_last}
+        train = ImageFolderStreamLoader(directory, "train", batch_size=t.batch_size, train=True, **common)
+        test = ImageFolderStreamLoader(directory, "val", batch_size=t.eval_batch_size, train=False, **common)
+        meta = train.meta
+    else:
+        prepared = load_prepared(directory)
+        common = {"seed": cfg.run.seed, "device": device, "channels_last": t.channels_last}
+        train = TensorLoader.from_prepared(
+            prepared, "train", batch_size=t.batch_size, train=True, drop_last=t.drop_last, **common
+        )
+        test = TensorLoader.from_prepared(
+            prepared, "test", batch_size=t.eval_batch_size, train=False, **common
+        )
+        meta = prepared.meta
+    if t.batch_size > train.num_samples:
+        raise ConfigError(
+            f"train.batch_size: expected at most the {train.num_samples} training samples of "
+            f"{cfg.data.name}, got {t.batch_size}"
+        )
+    record = {
+        "name": cfg.data.name,
+        "source": meta["source"],
+        "content_sha256": meta["content_sha256"],
+        "num_train": train.num_samples,
+        "num_test": test.num_samples,
+        "num_classes": meta["num_classes"],
+        "prepared_dir": str(directory),
+    }
+    return DataBundle(train, test, record)
+
+
+def build_model_for(cfg: DictConfig, num_classes: int, device: torch.device) -> BlockModel:
+    """The zoo model, on ``device``, in channels_last if asked; init follows ``torch``'s seed."""
+    model = build_model(cfg.model.name, num_classes, width=cfg.model.width).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

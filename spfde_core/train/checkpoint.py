@@ -1,0 +1,96 @@
+"""Checkpoints written atomically after every epoch, outside results/, and the resume logic.
+
+A checkpoint holds everything that is not a pure function of (config, seed, epoch): model and
+optimizer state, LR schedules, callback states, the curve so far and the clocks. Data order and
+augmentation are functions of (seed, epoch), so a resumed run replays exactly what an
+uninterrupted one would have done and ends with identical numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spfde_core import atomic
+from spfde_core.train.callbacks import CallbackList, TrainState
+from spfde_core.train.schedules import LRSchedule
+
+log = logging.getLogger("spfde_core.train")
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed; the message names the file and what to do."""
+
+
+class Checkpointer:
+    """Saves ``last.pt`` after every epoch; must run after every other on_epoch_end callback."""
+
+    def __init__(self, path: Path, config_hash: str, callbacks: CallbackList | None = None) -> None:
+        self.path = Path(path)
+        self.config_hash = config_hash
+        self.callbacks = callbacks
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        atomic.torch_save(self.path, self.snapshot(state))
+
+    def snapshot(self, state: TrainState) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": self.config_hash,
+            "next_epoch": state.epoch + 1,
+            "step": state.step,
+            "model": state.model.state_dict(),
+            "num_frozen_blocks": getattr(state.model, "num_frozen_blocks", 0),
+            "optimizer": state.optimizer.state_dict(),
+            "schedules": [dataclasses.asdict(s) for s in state.schedules],
+            "callbacks": self.callbacks.state_dict() if self.callbacks else {},
+            "history": state.history,
+            "elapsed_s": state.elapsed_s,
+            "train_s": state.train_s,
+            "images_trained": state.images_trained,
+            "resumed_from_epoch": state.resumed_from_epoch,
+            "started_at": state.started_at,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+
+def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackList) -> bool:
+    """Load ``path`` into ``state`` if it exists; return whether a run was resumed."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        ckpt = torch.load(path, map_location=state.device, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which, do not guess
+        raise CheckpointError(f"{path}: cannot be loaded ({err}); delete it or set run.force=true") from None
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
+    if ckpt["config_hash"] != config_hash:
+        raise CheckpointError(
+            f"{path}: belongs to config {ckpt['config_hash']}, not this run's {config_hash}; "
+            "delete it or set run.force=true to start over"
+        )
+    state.model.load_state_dict(ckpt["model"])
+    if hasattr(state.model, "num_frozen_blocks"):
+        state.model.num_frozen_blocks = ckpt["num_frozen_blocks"]
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.schedules[:] = [
+        LRSchedule(**{**s, "milestones": tuple(s["milestones"])}) for s in ckpt["schedules"]
+    ]
+    callbacks.load_state_dict(ckpt["callbacks"])
+    state.epoch = ckpt["next_epoch"]
+    state.step = ckpt["step"]
+    state.history = ckpt["history"]
+    state.elapsed_s = ckpt["elapsed_s"]
+    state.train_s = ckpt["train_s"]
+    state.images_trained = ckpt["images_trained"]
+    state.resumed_from_epoch = [*ckpt["resumed_from_epoch"], state.epoch]
+    state.started_at = ckpt["started_at"]
+    torch.set_rng_state(ckpt["torch_rng"].cpu())
+    log.info("resumed from %s at epoch %d", path, state.epoch)
+    return True

@@ -1,0 +1,171 @@
+"""One training run from a config: refuse to clobber, build, resume, train, write the record."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from spfde_core import provenance, records
+from spfde_core.config import config_hash, non_default_values, validate
+from spfde_core.freezing import FREEZING_METHODS
+from spfde_core.sieving import SIEVING_METHODS
+from spfde_core.sparsity import SPARSITY_METHODS
+from spfde_core.train.build import build_data, build_model_for, resolve_device
+from spfde_core.train.callbacks import CallbackList, TrainState
+from spfde_core.train.checkpoint import Checkpointer, resume
+from spfde_core.train.loop import train
+from spfde_core.train.optim import build_optimizer
+from spfde_core.train.progress import ProgressBar
+
+log = logging.getLogger("spfde_core.train")
+
+
+class RunExistsError(RuntimeError):
+    """A finished record is already at the run's path and run.force is not set."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    run_dir: Path
+    """results/runs/<reproduction>/<row>/seed<k>: the committed record."""
+    work_dir: Path
+    """checkpoints/<reproduction>/<row>/seed<k>: checkpoint and live curve (not committed)."""
+
+    @property
+    def record(self) -> Path:
+        return self.run_dir / records.RECORD_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work_dir / "last.pt"
+
+    @classmethod
+    def of(cls, cfg: DictConfig, chash: str) -> RunPaths:
+        row = cfg.run.row or f"{cfg.model.name}-{chash}"
+        parts = (cfg.run.reproduction, row, f"seed{cfg.run.seed}")
+        return cls(Path(cfg.run.results_dir).joinpath(*parts), Path(cfg.run.checkpoint_dir).joinpath(*parts))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class CurveWriter:
+    """Keeps a live per-epoch curve next to the checkpoint, so a long run can be watched."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        records.write_curve(self.work_dir, state.history)
+
+
+def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train one run as configured and return its (validated, written) record.
+
+    ``extra_callbacks`` run after the method callbacks and before the built-in ones (progress,
+    curve, checkpoint); for embedding the trainer and for tests.
+
+    Re-running the same command after a kill resumes from the last epoch's checkpoint; re-running a
+    finished run raises RunExistsError unless ``run.force=true``.
+    """
+    validate(cfg)
+    chash = config_hash(cfg)
+    paths = RunPaths.of(cfg, chash)
+    if paths.record.exists() and not cfg.run.force:
+        previous = records.read_record(paths.record)
+        raise RunExistsError(
+            f"a finished run is already recorded at {paths.record} "
+            f"(final top-1 {previous['results']['final_top1']:.4f}); pass --force or run.force=true "
+            "to train it again and replace that record"
+        )
+    if cfg.run.force and paths.work_dir.exists():
+        shutil.rmtree(paths.work_dir)  # start over: a stale checkpoint would be resumed otherwise
+
+    device = resolve_device(cfg.train.device)
+    data = build_data(cfg, device)  # also checks batch size against the dataset: before compute
+    torch.manual_seed(cfg.run.seed)
+    model = build_model_for(cfg, data.record["num_classes"], device)
+    optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs)
+    state = TrainState(cfg, model, optimizer, schedules, data.train, data.test, device, started_at=_now())
+
+    methods = [
+        *SPARSITY_METHODS.get(cfg.sparsity.name)(cfg.sparsity, state),
+        *FREEZING_METHODS.get(cfg.freezing.name)(cfg.freezing, state),
+        *SIEVING_METHODS.get(cfg.sieving.name)(cfg.sieving, state),
+    ]
+    checkpointer = Checkpointer(paths.checkpoint, chash)
+    callbacks = CallbackList(
+        [
+            *methods,
+            *extra_callbacks,
+            ProgressBar(cfg.train.progress),
+            CurveWriter(paths.work_dir),
+            checkpointer,
+        ]
+    )
+    checkpointer.callbacks = callbacks
+    if not resume(paths.checkpoint, chash, state, callbacks):
+        log.info("run %s (config %s) -> %s", paths.run_dir, chash, paths.record)
+    forward = torch.compile(model) if cfg.train.compile else model
+
+    train(state, callbacks, forward)
+
+    record = build_record(cfg, chash, paths, state, data.record)
+    records.write_curve(paths.run_dir, state.history)
+    records.write_record(paths.run_dir, record)
+    log.info(
+        "final top-1 %.4f (best %.4f) -> %s",
+        record["results"]["final_top1"],
+        record["results"]["best_top1"],
+        paths.record,
+    )
+    return record
+
+
+def build_record(
+    cfg: DictConfig, chash: str, paths: RunPaths, state: TrainState, data: dict[str, Any]
+) -> dict[str, Any]:
+    evaluated = [e for e in state.history if "test_acc" in e]
+    best = max(evaluated, key=lambda e: e["test_acc"])
+    final = state.history[-1]
+    return {
+        "schema_version": records.SCHEMA_VERSION,
+        "run": {
+            "reproduction": cfg.run.reproduction,
+            "row": paths.run_dir.parent.name,
+            "seed": cfg.run.seed,
+            "profile": cfg.profile,
+            "started_at": state.started_at,
+            "finished_at": _now(),
+            "resumed_from_epoch": state.resumed_from_epoch,
+        },
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config_hash": chash,
+        "non_default": non_default_values(cfg),
+        "results": {
+            "epochs": len(state.history),
+            "final_top1": final["test_acc"],
+            "best_top1": best["test_acc"],
+            "best_epoch": best["epoch"],
+            "final_test_loss": final["test_loss"],
+            "final_train_loss": final["train_loss"],
+            "final_train_acc": final["train_acc"],
+        },
+        "timing": {
+            "wall_clock_s": state.elapsed_s,
+            "train_s": state.train_s,
+            "train_images_per_s": state.images_trained / state.train_s if state.train_s else 0.0,
+        },
+        "data": data,
+        "provenance": provenance.collect(state.device),
+        "curve_file": records.CURVE_FILE,
+    }

@@ -1,0 +1,68 @@
+"""A run killed mid-way and resumed by re-running the same command ends with identical numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from spfde_core.cli import load_config
+from spfde_core.train.run import run_training
+
+pytestmark = pytest.mark.smoke
+
+
+class Kill(Exception):
+    pass
+
+
+class KillAfterEpoch:
+    """Dies like a killed process: after epoch k's checkpoint, in the middle of epoch k+1."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_batch_start(self, state, batch) -> None:
+        if state.epoch == self.epoch + 1 and state.step % 16 == 5:
+            raise Kill
+
+
+def _results_without_clocks(record: dict) -> dict:
+    return record["results"]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path) -> None:
+    overrides = [*smoke_overrides, "train.epochs=4"]
+    whole = run_training(
+        load_config(
+            [*overrides, f"run.results_dir={tmp_path / 'whole'}", f"run.checkpoint_dir={tmp_path / 'ckw'}"]
+        )
+    )
+
+    cfg = load_config(overrides)
+    with pytest.raises(Kill):
+        run_training(cfg, extra_callbacks=[KillAfterEpoch(1)])
+    resumed = run_training(cfg)  # the same command again
+
+    assert resumed["run"]["resumed_from_epoch"] == [2]
+    assert resumed["results"] == whole["results"]  # bit-identical final and best accuracies and losses
+    assert resumed["config_hash"] == whole["config_hash"]
+    whole_curve = [{k: v for k, v in e.items() if not k.endswith("_s")} for e in _curve(tmp_path / "whole")]
+    resumed_curve = [{k: v for k, v in e.items() if not k.endswith("_s")} for e in _curve(tmp_path / "runs")]
+    assert whole_curve == resumed_curve
+
+
+def _curve(results_dir) -> list[dict]:
+    import csv
+
+    with open(results_dir / "test" / "smoke" / "seed0" / "curve.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_checkpoint_of_another_config_is_not_resumed(smoke_overrides, tmp_path) -> None:
+    from spfde_core.train.checkpoint import CheckpointError
+
+    cfg = load_config([*smoke_overrides, "train.epochs=3"])
+    with pytest.raises(Kill):
+        run_training(cfg, extra_callbacks=[KillAfterEpoch(0)])
+    other = load_config([*smoke_overrides, "train.epochs=3", "optim.lr=0.05"])
+    with pytest.raises(CheckpointError, match="belongs to config"):
+        run_training(other)
