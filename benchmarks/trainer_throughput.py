@@ -44,9 +44,7 @@ MODES = {
 DEFAULT_MODE = "bf16_cl_eager"  # what `spfde train` uses on a CPU unless told otherwise
 
 
-def trainer_images_per_s(
-    model: str, batch: int, mode: str, batches: int, repeats: int, prepared: str
-) -> list[float]:
+def trainer_images_per_s(model: str, batch: int, mode: str, batches: int, repeats: int, prepared: str) -> list[float]:
     """Images/s of the real trainer epoch function, after a warm-up pass (and compilation)."""
     cfg = load_config(
         [
@@ -136,9 +134,7 @@ def report(model: str, batch: int, mode: str, result: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer batches and no torch.compile modes")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -153,9 +149,7 @@ def main() -> int:
                 entry["modes"][mode] = summary(rates)
                 report(model, batch, mode, entry["modes"][mode])
             if model == "resnet32_w2":
-                entry["modes"]["plain_loop_fp32"] = summary(
-                    plain_loop_images_per_s(model, batch, batches, repeats)
-                )
+                entry["modes"]["plain_loop_fp32"] = summary(plain_loop_images_per_s(model, batch, batches, repeats))
                 report(model, batch, "plain_loop_fp32", entry["modes"]["plain_loop_fp32"])
             default = entry["modes"][DEFAULT_MODE]["images_per_s_mean"]
             entry["default_mode"] = DEFAULT_MODE
@@ -176,9 +170,7 @@ def main() -> int:
         command=" ".join(["python", "benchmarks/trainer_throughput.py", *sys.argv[1:]]),
     )
     r32 = results["models"]["resnet32_w2"]
-    results["target_met"] = (
-        min(r32["speedup_default_vs_fp32_nchw_eager"], r32["speedup_default_vs_plain_loop"]) >= 2.5
-    )
+    results["target_met"] = min(r32["speedup_default_vs_fp32_nchw_eager"], r32["speedup_default_vs_plain_loop"]) >= 2.5
     atomic.write_json(args.out, results)
     print(f"wrote {args.out}; target met: {results['target_met']}")
     return 0

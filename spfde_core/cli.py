@@ -28,7 +28,11 @@ class UsageError(Exception):
 
 def load_config(overrides: list[str]) -> DictConfig:
     """Compose the config tree with Hydra overrides; config mistakes become UsageError."""
-    import spfde_core.config  # noqa: F401 - registers the schema in Hydra's ConfigStore
+    # Importing these registers the config schemas (root and per method) in Hydra's ConfigStore.
+    import spfde_core.config  # noqa: F401
+    import spfde_core.freezing  # noqa: F401
+    import spfde_core.sieving  # noqa: F401
+    import spfde_core.sparsity  # noqa: F401
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -82,22 +86,30 @@ def cmd_list(args: argparse.Namespace) -> None:
     from spfde_core.sieving import SIEVING_METHODS
     from spfde_core.sparsity import SPARSITY_METHODS
 
-    print("datasets:          ", ", ".join(sorted(DATASETS)))
-    print("models:            ", ", ".join(MODELS.names()))
-    print("sparsity methods:  ", ", ".join(SPARSITY_METHODS.names()))
-    print("freezing methods:  ", ", ".join(FREEZING_METHODS.names()))
-    print("sieving methods:   ", ", ".join(SIEVING_METHODS.names()))
-    print("profiles:           smoke, cpu, paper")
+    if args.what in ("all", "datasets"):
+        print("datasets: " + ", ".join(sorted(DATASETS)))
+    if args.what in ("all", "models"):
+        print("models:")
+        for name in MODELS.names():
+            print(f"  {name:16s} {MODELS.get(name).source}")
+    if args.what in ("all", "methods"):
+        for axis, registry in (
+            ("sparsity", SPARSITY_METHODS),
+            ("freezing", FREEZING_METHODS),
+            ("sieving", SIEVING_METHODS),
+        ):
+            print(f"{axis} methods ({axis}=<name>):")
+            for name in registry.names():
+                doc = (registry.get(name).__doc__ or "").strip().splitlines()
+                print(f"  {name:16s} {doc[0] if doc else ''}")
+    if args.what in ("all", "profiles"):
+        print("profiles: smoke, cpu, paper")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spfde", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(prog="spfde", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    train = sub.add_parser(
-        "train", help="train one run (resumes a killed run; refuses to redo a finished one)"
-    )
+    train = sub.add_parser("train", help="train one run (resumes a killed run; refuses to redo a finished one)")
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=cpu run.seed=1")
     train.add_argument("--force", action="store_true", help="re-run a finished run, replacing its record")
     train.set_defaults(func=cmd_train)
@@ -111,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument("--force", action="store_true", help="replace a prepared dataset whose content differs")
     prep.set_defaults(func=cmd_data_prepare)
     lst = sub.add_parser("list", help="list datasets, models, methods and profiles")
+    lst.add_argument("what", nargs="?", default="all", choices=["all", "datasets", "models", "methods", "profiles"])
     lst.set_defaults(func=cmd_list)
     return p
 
@@ -122,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from spfde_core.train.checkpoint import CheckpointError
     from spfde_core.train.run import RunExistsError
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
     expected = (UsageError, ConfigError, DataSourceError, PreparedDataError, RecordError, CheckpointError)
     try:

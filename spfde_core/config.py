@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -179,9 +179,29 @@ def _is_non_semantic(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in NON_SEMANTIC_KEYS)
 
 
+METHOD_AXES = ("sparsity", "freezing", "sieving")
+
+
+def _defaults(cfg: DictConfig) -> dict[str, Any]:
+    """Flat defaults: the Config dataclass, plus each chosen method's own dataclass defaults.
+
+    A method's fields are compared with *its* dataclass defaults, so adding a field with a no-op
+    default to a method later leaves the hashes of its earlier runs unchanged. The method's name
+    is compared with the Config default, so choosing a method always counts.
+    """
+    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
+    for axis in METHOD_AXES:
+        node_type = OmegaConf.get_type(cfg, axis)
+        if node_type is not None and node_type is not MethodConfig and is_dataclass(node_type):
+            method = _flatten({axis: OmegaConf.to_container(OmegaConf.structured(node_type), resolve=True)})
+            method.pop(f"{axis}.name")
+            defaults.update(method)
+    return defaults
+
+
 def non_default_values(cfg: DictConfig) -> dict[str, Any]:
     """Semantic values that differ from the dataclass defaults, as a flat dotted dict."""
-    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
+    defaults = _defaults(cfg)
     values = _flatten(OmegaConf.to_container(cfg, resolve=True))
     return {
         key: value
@@ -224,9 +244,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("num_train", "num_test", "num_classes", "image_size"):
         _check(syn[key] >= 1, f"data.synthetic.{key}", "an integer >= 1", syn[key])
     _check(cfg.model.name in MODELS, "model.name", f"one of {', '.join(MODELS.names())}", cfg.model.name)
-    _check(
-        cfg.model.width is None or cfg.model.width > 0, "model.width", "a positive number", cfg.model.width
-    )
+    _check(cfg.model.width is None or cfg.model.width > 0, "model.width", "a positive number", cfg.model.width)
     if cfg.model.width is not None and MODELS.get(cfg.model.name).default_width is None:
         raise ConfigError(f"model.width: model '{cfg.model.name}' has no width multiplier; expected null")
 

@@ -11,4 +11,5 @@ FREEZING_METHODS: Registry[MethodFactory] = Registry("freezing method")
 
 @FREEZING_METHODS.register("none")
 def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
+    """No freezing: every block trains for the whole run."""
     return []

@@ -36,9 +36,7 @@ class ImageNetResNet(BlockModel):
         for stage in range(1, 5):
             layer: nn.Sequential = getattr(net, f"layer{stage}")
             blocks.extend((f"layer{stage}.{index}", block) for index, block in enumerate(layer))
-        blocks.append(
-            ("head", nn.Sequential(OrderedDict(avgpool=net.avgpool, flatten=nn.Flatten(1), fc=net.fc)))
-        )
+        blocks.append(("head", nn.Sequential(OrderedDict(avgpool=net.avgpool, flatten=nn.Flatten(1), fc=net.fc))))
         super().__init__(blocks)
 
     def sparse_by_default(self, name: str, module: nn.Module) -> bool:

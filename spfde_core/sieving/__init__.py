@@ -11,4 +11,5 @@ SIEVING_METHODS: Registry[MethodFactory] = Registry("sieving method")
 
 @SIEVING_METHODS.register("none")
 def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
+    """Full data: every training example in every epoch."""
     return []

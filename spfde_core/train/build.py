@@ -89,9 +89,7 @@ def build_data(cfg: DictConfig, device: torch.device) -> DataBundle:
         train = TensorLoader.from_prepared(
             prepared, "train", batch_size=t.batch_size, train=True, drop_last=t.drop_last, **common
         )
-        test = TensorLoader.from_prepared(
-            prepared, "test", batch_size=t.eval_batch_size, train=False, **common
-        )
+        test = TensorLoader.from_prepared(prepared, "test", batch_size=t.eval_batch_size, train=False, **common)
         meta = prepared.meta
     if t.batch_size > train.num_samples:
         raise ConfigError(

@@ -15,6 +15,8 @@ exactly. What each hook may change (AlgoPerf-style contracts):
 - ``on_epoch_end(state)``: after the epoch's training and its evaluation; reads and adds to
   ``state.epoch_log``.
 - ``on_train_end(state)``: once, after the last epoch.
+- ``record(state, run_dir) -> dict``: optional; blocks to add to the run record (a method may
+  also write side files, e.g. per-update CSVs, into ``run_dir``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ class TrainState:
     """Epochs at which this run was resumed from a checkpoint."""
     started_at: str = ""
     """UTC time the run first started (kept across resumes)."""
+    cost_events: list[dict[str, Any]] = field(default_factory=list)
+    """Work a method spends outside the plain training step, for the cost meter to charge where it
+    occurs, e.g. ``{"kind": "dense_weight_grad", "epoch": e, "step": s, "layers": [...]}`` (RigL's
+    dense gradient at update steps) or ``{"kind": "scoring_pass", "epoch": e, "samples": n,
+    "passes": {"forward": 1, "backward": 1}}`` (SNIP/GraSP, sieving scores). Checkpointed."""
 
 
 class Callback(Protocol):
@@ -109,9 +116,7 @@ class CallbackList:
     def __init__(self, callbacks: Sequence[Any]) -> None:
         self.callbacks = list(callbacks)
         # Resolve the bound methods once: the per-batch hooks sit on the hot path.
-        self._hooks = {
-            hook: [getattr(cb, hook) for cb in self.callbacks if hasattr(cb, hook)] for hook in HOOKS
-        }
+        self._hooks = {hook: [getattr(cb, hook) for cb in self.callbacks if hasattr(cb, hook)] for hook in HOOKS}
 
     def __getattr__(self, hook: str) -> Callable[..., None]:
         if hook not in HOOKS:
@@ -133,13 +138,9 @@ class CallbackList:
         }
 
     def load_state_dict(self, states: dict[str, Any]) -> None:
-        expected = {
-            f"{i}:{type(cb).__name__}" for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")
-        }
+        expected = {f"{i}:{type(cb).__name__}" for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
         if set(states) != expected:
-            raise ValueError(
-                f"checkpoint holds callback states {sorted(states)} but this run has {sorted(expected)}"
-            )
+            raise ValueError(f"checkpoint holds callback states {sorted(states)} but this run has {sorted(expected)}")
         for i, cb in enumerate(self.callbacks):
             key = f"{i}:{type(cb).__name__}"
             if key in states:

@@ -55,6 +55,7 @@ class Checkpointer:
             "images_trained": state.images_trained,
             "resumed_from_epoch": state.resumed_from_epoch,
             "started_at": state.started_at,
+            "cost_events": state.cost_events,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -79,9 +80,7 @@ def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackL
     if hasattr(state.model, "num_frozen_blocks"):
         state.model.num_frozen_blocks = ckpt["num_frozen_blocks"]
     state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.schedules[:] = [
-        LRSchedule(**{**s, "milestones": tuple(s["milestones"])}) for s in ckpt["schedules"]
-    ]
+    state.schedules[:] = [LRSchedule(**{**s, "milestones": tuple(s["milestones"])}) for s in ckpt["schedules"]]
     callbacks.load_state_dict(ckpt["callbacks"])
     state.epoch = ckpt["next_epoch"]
     state.step = ckpt["step"]
@@ -91,6 +90,7 @@ def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackL
     state.images_trained = ckpt["images_trained"]
     state.resumed_from_epoch = [*ckpt["resumed_from_epoch"], state.epoch]
     state.started_at = ckpt["started_at"]
+    state.cost_events = ckpt["cost_events"]
     torch.set_rng_state(ckpt["torch_rng"].cpu())
     log.info("resumed from %s at epoch %d", path, state.epoch)
     return True

@@ -38,9 +38,7 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
         with autocast(state):
             logits = forward(batch.images)
         logits = logits.float()
-        losses = F.cross_entropy(
-            logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing
-        )
+        losses = F.cross_entropy(logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
         losses.mean().backward()
         callbacks.after_backward(state, batch)

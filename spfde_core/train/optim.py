@@ -9,9 +9,7 @@ from spfde_core.models.base import BlockModel
 from spfde_core.train.schedules import LRSchedule
 
 
-def build_optimizer(
-    model: BlockModel, optim: DictConfig, epochs: int
-) -> tuple[torch.optim.SGD, list[LRSchedule]]:
+def build_optimizer(model: BlockModel, optim: DictConfig, epochs: int) -> tuple[torch.optim.SGD, list[LRSchedule]]:
     """SGD (momentum, nesterov, weight decay on every parameter, as the MEST code) + schedules.
 
     One parameter group per block (``model.block_names`` order) so that freezing can stop a block

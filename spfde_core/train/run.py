@@ -121,6 +121,9 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
 
     record = build_record(cfg, chash, paths, state, data.record)
     records.write_curve(paths.run_dir, state.history)
+    for callback in callbacks.callbacks:
+        if hasattr(callback, "record"):  # methods add their blocks (and side files) to the record
+            record.update(callback.record(state, paths.run_dir))
     records.write_record(paths.run_dir, record)
     log.info(
         "final top-1 %.4f (best %.4f) -> %s",

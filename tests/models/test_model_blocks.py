@@ -146,9 +146,7 @@ def test_imagenet_blocks_reproduce_torchvision(factory) -> None:
     _randomise_bn_stats(reference)
     # Strict load: every entry of our model is mapped from the torchvision one, and vice versa.
     state = {
-        f"blocks.{i}.{k}": v
-        for i in range(len(model.blocks))
-        for k, v in _block_state(reference, model, i).items()
+        f"blocks.{i}.{k}": v for i in range(len(model.blocks)) for k, v in _block_state(reference, model, i).items()
     }
     assert len(state) == len(reference.state_dict())
     model.load_state_dict(state)

@@ -23,9 +23,7 @@ def _assert_bn_identity(model: nn.Module) -> None:
         assert torch.equal(m.bias, torch.zeros_like(m.bias))
 
 
-@pytest.mark.parametrize(
-    ("name", "wide_conv"), [("resnet32_w2", "layer3.4.conv2"), ("vgg19", "stage5.3.conv")]
-)
+@pytest.mark.parametrize(("name", "wide_conv"), [("resnet32_w2", "layer3.4.conv2"), ("vgg19", "stage5.3.conv")])
 def test_mest_init(name: str, wide_conv: str) -> None:
     torch.manual_seed(0)
     model = build_model(name, 100)

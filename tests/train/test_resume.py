@@ -32,9 +32,7 @@ def _results_without_clocks(record: dict) -> dict:
 def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path) -> None:
     overrides = [*smoke_overrides, "train.epochs=4"]
     whole = run_training(
-        load_config(
-            [*overrides, f"run.results_dir={tmp_path / 'whole'}", f"run.checkpoint_dir={tmp_path / 'ckw'}"]
-        )
+        load_config([*overrides, f"run.results_dir={tmp_path / 'whole'}", f"run.checkpoint_dir={tmp_path / 'ckw'}"])
     )
 
     cfg = load_config(overrides)
