@@ -5,6 +5,7 @@ Every knob is a Hydra override (``key=value``, ``group=option``); the only flag 
     spfde data prepare cifar10 [data.source=imagefolder data.path=../shared/data/cifar10-jpeg.tar.gz]
     spfde train profile=cpu run.seed=1 [--force]
     spfde show profile=cpu
+    spfde cost model=resnet32_w2 sparsity=mest_ems
     spfde list
 """
 
@@ -71,6 +72,15 @@ def cmd_show(args: argparse.Namespace) -> None:
     print(f"# record:      {RunPaths.of(cfg, chash).record}")
 
 
+def cmd_cost(args: argparse.Namespace) -> None:
+    import json
+
+    from spfde_core.cost import format_cost_table, predict_cost
+
+    report = predict_cost(_validated(args.overrides))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_cost_table(report))
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> None:
     from spfde_core.train.build import prepare
 
@@ -101,7 +111,7 @@ def cmd_list(args: argparse.Namespace) -> None:
             print(f"{axis} methods ({axis}=<name>):")
             for name in registry.names():
                 doc = (registry.get(name).__doc__ or "").strip().splitlines()
-                print(f"  {name:16s} {doc[0] if doc else ''}")
+                print(f"  {name:18s} {doc[0] if doc else ''}")
     if args.what in ("all", "profiles"):
         print("profiles: smoke, cpu, paper")
 
@@ -116,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the resolved config, its hash and the record path")
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_show)
+    cost = sub.add_parser("cost", help="predicted training FLOPs and memory of a config, per layer, without training")
+    cost.add_argument("overrides", nargs="*", help="e.g. model=resnet32_w2 sparsity=mest_ems sparsity.target=0.9")
+    cost.add_argument("--json", action="store_true", help="print the report as JSON")
+    cost.set_defaults(func=cmd_cost)
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="write a prepared dataset under data.prepared_dir")
     prep.add_argument("dataset", help="cifar10, cifar100, imagenet or synthetic")

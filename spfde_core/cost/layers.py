@@ -101,6 +101,9 @@ class ModelProfile:
     block_names: list[str]
     consumers: dict[int, list[int]] = field(default_factory=dict)
     """value id -> indices of the ops reading it."""
+    _flow: dict[int, tuple[list[bool], list[bool], dict[int, bool]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def input_numel(self) -> int:
@@ -125,15 +128,20 @@ class ModelProfile:
         first layer never computes an input gradient, nor does anything in front of the first
         trainable layer (autograd skips exactly the same work).
         """
+        cached = self._flow.get(frozen_blocks)
+        if cached is not None:
+            return cached
         requires = {0: False}
-        trainable, needs_ig = [], []
+        trainable: list[bool] = []
+        needs_ig: list[bool] = []
         for op in self.ops:
             t = op.kind in ("conv", "linear", "bn") and op.block >= frozen_blocks
             ig = any(requires.get(v, False) for v in op.inputs)
             trainable.append(t)
             needs_ig.append(ig)
             requires[op.output] = t or ig
-        return trainable, needs_ig, requires
+        self._flow[frozen_blocks] = (trainable, needs_ig, requires)
+        return self._flow[frozen_blocks]
 
 
 class _Recorder(TorchFunctionMode):
@@ -154,7 +162,10 @@ class _Recorder(TorchFunctionMode):
         self.keep.append(tensor)
 
     def _name(self, base: str, kind: str) -> str:
-        name = base if kind != "add" and kind != "relu" and kind != "other" else f"{base}.{kind}"
+        # Functional ops are named after their module plus the kind ("layer1.0.add"), unless the
+        # module is the op itself (an nn.ReLU named "stem.relu").
+        functional = kind in ("add", "relu", "other") and not base.rsplit(".", 1)[-1].startswith(kind)
+        name = f"{base}.{kind}" if functional else base
         count = self.used_names.get(name, 0)
         self.used_names[name] = count + 1
         return name if count == 0 else f"{name}#{count + 1}"

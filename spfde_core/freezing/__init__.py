@@ -13,3 +13,7 @@ FREEZING_METHODS: Registry[MethodFactory] = Registry("freezing method")
 def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
     """No freezing: every block trains for the whole run."""
     return []
+
+
+# Each module registers its methods and config schemas on import.
+from spfde_core.freezing import autofreeze, freezeout, linear, progressive  # noqa: E402, F401

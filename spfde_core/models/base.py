@@ -40,6 +40,11 @@ class BlockModel(nn.Module):
     ``num_frozen_blocks = k`` makes the forward pass run blocks ``[0, k)`` under ``torch.no_grad``:
     no activations are kept for them and no weight or input gradients are computed, so a frozen
     prefix saves real backward work, not just optimizer updates (SpFDE Sec. 4.2).
+
+    Frozen blocks also stay in eval mode while the rest trains (``train()`` below): their BN layers
+    normalise with, and no longer update, their running statistics, so a frozen block is
+    bit-identical from its freezing on, buffers included. (SpFDE does not say what it did; this is
+    our documented choice, the one that makes "frozen" mean frozen.)
     """
 
     def __init__(self, blocks: list[tuple[str, nn.Module]]) -> None:
@@ -57,6 +62,13 @@ class BlockModel(nn.Module):
         for block in self.blocks[k:]:
             x = block(x)
         return x
+
+    def train(self, mode: bool = True) -> BlockModel:
+        super().train(mode)
+        if mode:
+            for block in self.blocks[: self.num_frozen_blocks]:
+                block.eval()
+        return self
 
     def named_blocks(self) -> list[tuple[str, nn.Module]]:
         return list(zip(self.block_names, self.blocks, strict=True))

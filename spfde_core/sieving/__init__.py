@@ -13,3 +13,7 @@ SIEVING_METHODS: Registry[MethodFactory] = Registry("sieving method")
 def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
     """Full data: every training example in every epoch."""
     return []
+
+
+# Each module registers its methods and config schemas on import.
+from spfde_core.sieving import circular, mest, random_subset  # noqa: E402, F401

@@ -97,8 +97,9 @@ class SparseTraining:
             layer_map=dict(cfg.layer_map),
             erk_power_scale=cfg.erk_power_scale,
         )
-        modules = {layer.name: layer.module for layer in model.prunable_layers()}
-        self.masks = MaskSet(modules, targets)
+        prunable = model.prunable_layers()
+        modules = {layer.name: layer.module for layer in prunable}
+        self.masks = MaskSet(modules, targets, {layer.name: layer.block for layer in prunable})
         params = {"block": {"block_size": cfg.block_size}, "nm": {"n": cfg.nm_n, "m": cfg.nm_m}}
         self.scheme = get_scheme(cfg.scheme, **params.get(cfg.scheme, {}))
         for layer in self.masks:
@@ -118,13 +119,23 @@ class SparseTraining:
         self.initialized = True
 
     def on_epoch_start(self, state: TrainState) -> None:
-        if self.method.on_epoch_start(self.ctx):
+        if self._call_method(state, "on_epoch_start"):
             self._after_change(state, "epoch_update")
 
     def after_backward(self, state: TrainState, batch: Any) -> None:
-        if self.method.after_backward(self.ctx):
+        if self._call_method(state, "after_backward"):
             self._after_change(state, "step_update")
         self.masks.apply_to_grads()
+
+    def _call_method(self, state: TrainState, hook: str) -> bool:
+        """Run a method rule on the unfrozen layers only: a frozen block keeps its sparse structure
+        (SpFDE Sec. 4.1, Alg. 1: no more mutation and no more updates for it)."""
+        frozen = getattr(state.model, "num_frozen_blocks", 0)
+        self.ctx.masks = self.masks.subset(frozen) if frozen else self.masks
+        try:
+            return getattr(self.method, hook)(self.ctx)
+        finally:
+            self.ctx.masks = self.masks
 
     def after_step(self, state: TrainState, step: Any) -> None:
         self.masks.apply_to_weights()

@@ -153,6 +153,16 @@ class GraSP:
         keep = [-s for s in scores]  # keep the smallest S
         apply_selection(ctx, keep, cfg.allocation, [k - k.min() for k in keep])
         n, passes = len(labels), len(chunks)
+        state.cost_events.append(
+            {
+                "kind": "scoring_pass",
+                "epoch": 0,
+                "step": state.step,
+                "samples": n,
+                "passes": {"forward": 2, "backward": 2, "hvp": 1},
+                "density": "dense",
+            }
+        )
         self.cost = {
             "scoring_samples": n,
             "forward_passes": 2 * passes,  # one for g, one for Hg per chunk

@@ -20,6 +20,8 @@ class SparseLayer:
     module: nn.Module
     target: float
     """The layer's current target sparsity (methods that reallocate change it)."""
+    block: int = 0
+    """Index of the model block holding the layer (freezing stops mask updates per block)."""
 
     @property
     def weight(self) -> torch.Tensor:
@@ -39,13 +41,21 @@ class SparseLayer:
 class MaskSet:
     """The sparse layers of a model with their masks; applies masks to weights, gradients and momentum."""
 
-    def __init__(self, modules: dict[str, nn.Module], targets: dict[str, float]) -> None:
+    def __init__(
+        self, modules: dict[str, nn.Module], targets: dict[str, float], blocks: dict[str, int] | None = None
+    ) -> None:
         self.layers: list[SparseLayer] = []
         for name, target in targets.items():
             module = modules[name]
             if not hasattr(module, MASK_BUFFER):
                 module.register_buffer(MASK_BUFFER, torch.ones_like(module.weight, dtype=torch.bool))
-            self.layers.append(SparseLayer(name, module, target))
+            self.layers.append(SparseLayer(name, module, target, (blocks or {}).get(name, 0)))
+
+    def subset(self, first_block: int) -> MaskSet:
+        """A view holding only the layers in blocks ``>= first_block`` (the trainable, unfrozen ones)."""
+        view = MaskSet.__new__(MaskSet)
+        view.layers = [layer for layer in self.layers if layer.block >= first_block]
+        return view
 
     def __iter__(self):
         return iter(self.layers)

@@ -147,6 +147,10 @@ class RigL:
         if not is_update_step(step, self.cfg.update_interval_steps, end):
             return False
         fraction = self.drop_fraction(step, end)
+        # RigL needs the dense gradient at update steps only: the cost meter charges it here.
+        ctx.state.cost_events.append(
+            {"kind": "dense_weight_grad", "epoch": ctx.state.epoch, "step": step, "layers": [m.name for m in ctx.masks]}
+        )
         for layer in ctx.masks:
             grad = layer.weight.grad
             if grad is None:

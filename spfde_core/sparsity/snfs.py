@@ -154,6 +154,8 @@ class SNFS:
 
     def init_masks(self, ctx: SparseContext) -> None:
         initial_masks(ctx, self.cfg.init)
+        # The dense momentum needs the dense weight gradient at every step: the cost meter charges it.
+        ctx.state.cost_events.append({"kind": "dense_weight_grad_every_step", "epoch": 0, "step": ctx.state.step})
 
     # ---- dense momentum ----------------------------------------------------------------------
     @staticmethod

@@ -90,6 +90,16 @@ class SNIP:
             scores = snip_scores(state.model, weights, batches)
         apply_selection(ctx, scores, self.cfg.allocation, [s.square() for s in scores])
         samples = sum(len(labels) for _, labels in batches)
+        state.cost_events.append(
+            {
+                "kind": "scoring_pass",
+                "epoch": 0,
+                "step": state.step,
+                "samples": samples,
+                "passes": {"forward": 1, "backward": 1},
+                "density": "dense",
+            }
+        )
         self.cost = {
             "scoring_samples": samples,
             "forward_passes": len(batches),

@@ -30,7 +30,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 from spfde_core.data.types import Batch, Loader
-from spfde_core.train.schedules import LRSchedule
 
 
 class StepOutput(NamedTuple):
@@ -53,8 +52,10 @@ class TrainState:
     cfg: DictConfig
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    schedules: list[LRSchedule]
-    """One LR schedule per optimizer parameter group (one group per model block)."""
+    schedules: list[Callable[[float], float]]
+    """One LR schedule (epoch -> lr, e.g. an ``LRSchedule``) per optimizer parameter group (one group
+    per model block). Not checkpointed: a callback that replaces schedules does it in ``on_train_start``,
+    from its config, so a resumed run gets the same ones."""
     train_loader: Loader
     test_loader: Loader
     device: torch.device
@@ -129,19 +130,23 @@ class CallbackList:
 
         return call
 
+    def _stateful(self) -> dict[str, Any]:
+        """Stateful callbacks keyed by class name and occurrence (stable when stateless ones are added)."""
+        keyed: dict[str, Any] = {}
+        for cb in self.callbacks:
+            if hasattr(cb, "state_dict"):
+                name = type(cb).__name__
+                n = sum(key.startswith(name + "#") for key in keyed)
+                keyed[f"{name}#{n}"] = cb
+        return keyed
+
     def state_dict(self) -> dict[str, Any]:
-        """States of the stateful callbacks, keyed by position and class name."""
-        return {
-            f"{i}:{type(cb).__name__}": cb.state_dict()
-            for i, cb in enumerate(self.callbacks)
-            if hasattr(cb, "state_dict")
-        }
+        """States of the stateful callbacks."""
+        return {key: cb.state_dict() for key, cb in self._stateful().items()}
 
     def load_state_dict(self, states: dict[str, Any]) -> None:
-        expected = {f"{i}:{type(cb).__name__}" for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
-        if set(states) != expected:
-            raise ValueError(f"checkpoint holds callback states {sorted(states)} but this run has {sorted(expected)}")
-        for i, cb in enumerate(self.callbacks):
-            key = f"{i}:{type(cb).__name__}"
-            if key in states:
-                cb.load_state_dict(states[key])
+        stateful = self._stateful()
+        if set(states) != set(stateful):
+            raise ValueError(f"checkpoint holds callback states {sorted(states)} but this run has {sorted(stateful)}")
+        for key, cb in stateful.items():
+            cb.load_state_dict(states[key])

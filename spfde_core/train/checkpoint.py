@@ -1,14 +1,14 @@
 """Checkpoints written atomically after every epoch, outside results/, and the resume logic.
 
 A checkpoint holds everything that is not a pure function of (config, seed, epoch): model and
-optimizer state, LR schedules, callback states, the curve so far and the clocks. Data order and
+optimizer state, callback states, the curve so far and the clocks. LR schedules are derived from
+the config (callbacks that change them, e.g. freezing, set them again in ``on_train_start``). Data order and
 augmentation are functions of (seed, epoch), so a resumed run replays exactly what an
 uninterrupted one would have done and ends with identical numbers on CPU.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ import torch
 
 from spfde_core import atomic
 from spfde_core.train.callbacks import CallbackList, TrainState
-from spfde_core.train.schedules import LRSchedule
 
 log = logging.getLogger("spfde_core.train")
 CHECKPOINT_FORMAT = 1
@@ -47,7 +46,6 @@ class Checkpointer:
             "model": state.model.state_dict(),
             "num_frozen_blocks": getattr(state.model, "num_frozen_blocks", 0),
             "optimizer": state.optimizer.state_dict(),
-            "schedules": [dataclasses.asdict(s) for s in state.schedules],
             "callbacks": self.callbacks.state_dict() if self.callbacks else {},
             "history": state.history,
             "elapsed_s": state.elapsed_s,
@@ -80,7 +78,6 @@ def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackL
     if hasattr(state.model, "num_frozen_blocks"):
         state.model.num_frozen_blocks = ckpt["num_frozen_blocks"]
     state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.schedules[:] = [LRSchedule(**{**s, "milestones": tuple(s["milestones"])}) for s in ckpt["schedules"]]
     callbacks.load_state_dict(ckpt["callbacks"])
     state.epoch = ckpt["next_epoch"]
     state.step = ckpt["step"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from omegaconf import DictConfig
 
@@ -39,7 +41,7 @@ def build_optimizer(model: BlockModel, optim: DictConfig, epochs: int) -> tuple[
     return optimizer, [schedule for _ in groups]
 
 
-def apply_schedules(optimizer: torch.optim.Optimizer, schedules: list[LRSchedule], t: float) -> None:
+def apply_schedules(optimizer: torch.optim.Optimizer, schedules: list[Callable[[float], float]], t: float) -> None:
     """Set each group's LR to its schedule's value at epoch ``t``."""
     for group, schedule in zip(optimizer.param_groups, schedules, strict=True):
         group["lr"] = schedule(t)

@@ -14,7 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from spfde_core import provenance, records
-from spfde_core.config import config_hash, non_default_values, validate
+from spfde_core.config import ConfigError, config_hash, non_default_values, validate
+from spfde_core.cost import CostMeter
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sparsity import SPARSITY_METHODS
@@ -97,16 +98,24 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs)
     state = TrainState(cfg, model, optimizer, schedules, data.train, data.test, device, started_at=_now())
 
-    methods = [
-        *SPARSITY_METHODS.get(cfg.sparsity.name)(cfg.sparsity, state),
-        *FREEZING_METHODS.get(cfg.freezing.name)(cfg.freezing, state),
-        *SIEVING_METHODS.get(cfg.sieving.name)(cfg.sieving, state),
-    ]
+    # Freezing runs first: a block frozen at an epoch where the sparsity method also mutates must
+    # keep the structure it trained with, not freshly grown zero weights (SpFDE Alg. 1).
+    methods = []
+    for axis, registry in (
+        ("freezing", FREEZING_METHODS),
+        ("sparsity", SPARSITY_METHODS),
+        ("sieving", SIEVING_METHODS),
+    ):
+        try:
+            methods += registry.get(cfg[axis].name)(cfg[axis], state)
+        except ValueError as err:  # a method's own config check: report it like any config error
+            raise ConfigError(f"{axis}={cfg[axis].name}: {err}") from None
     checkpointer = Checkpointer(paths.checkpoint, chash)
     callbacks = CallbackList(
         [
             *methods,
             *extra_callbacks,
+            CostMeter(),  # after the methods: it reads their masks, frozen prefix and cost events
             ProgressBar(cfg.train.progress),
             CurveWriter(paths.work_dir),
             checkpointer,

@@ -23,7 +23,7 @@ def hand_context(weights: dict[str, torch.Tensor], targets: dict[str, float], me
         modules[name] = conv
     masks = MaskSet(modules, targets)
     root = OmegaConf.create({"run": {"seed": 0}, "train": {"epochs": epochs, "max_batches_per_epoch": None}})
-    state = SimpleNamespace(cfg=root, epoch=0, step=0, train_loader=[None] * 10)
+    state = SimpleNamespace(cfg=root, epoch=0, step=0, train_loader=[None] * 10, cost_events=[])
     cfg = OmegaConf.structured(method_cfg)
     return SparseContext(cfg, state, masks, get_scheme("unstructured"))
 

@@ -129,7 +129,9 @@ def test_grasp_removes_exactly_the_largest_scores_globally() -> None:
     labels = torch.randperm(80, generator=gen).remainder(10).tolist()
     loader = ListLoader(labelled_batches(labels, batch_size=16, size=16))
     cfg = OmegaConf.structured(GraSPConfig(target=0.9, samples_per_class=2, num_iters=2))
-    state = SimpleNamespace(model=model, train_loader=loader, optimizer=torch.optim.SGD(model.parameters(), 0.1))
+    state = SimpleNamespace(
+        model=model, train_loader=loader, optimizer=torch.optim.SGD(model.parameters(), 0.1), step=0, cost_events=[]
+    )
     state.epoch = state.step = 0
     bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     sparse = SparseTraining(GraSP(cfg), cfg, state)

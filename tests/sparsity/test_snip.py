@@ -52,6 +52,7 @@ def snip_setup(**cfg_fields):
         optimizer=optimizer,
         epoch=0,
         step=0,
+        cost_events=[],
     )
     sparse = SparseTraining(SNIP(cfg), cfg, state)
     return sparse, state, reference, batch

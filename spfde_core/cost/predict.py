@@ -1,0 +1,402 @@
+"""Predict the training cost of a configuration without training: ``predict_cost(cfg) -> CostReport``.
+
+The model is built on the meta device (no memory, no compute), the method's layer sparsities are
+applied analytically, and the same per-layer model as the ``CostMeter`` (``flops.py``,
+``memory.py``) is evaluated epoch by epoch. What the prediction assumes per method:
+
+- ``dense``: every weight active.
+- static and fixed-density dynamic methods (``static_random``, ``static_erk``, ``snip``, ``grasp``,
+  ``set``, ``dsr``, ``snfs``, ``rigl``): every sparse layer at its target from
+  ``sparsity.distributions.layer_sparsities`` for the whole run (DSR/SNFS reallocate between layers
+  during training; the prediction keeps the initial allocation, the meter reads the real one);
+  SNIP/GraSP's data-dependent global allocation is approximated by the configured distribution.
+- ``mest_em`` / ``mest_ems``: between mutations every sparse layer sits at the phase's grow-to
+  ("upper") sparsity (``mest.default_bounds`` unless ``sparsity.upper`` is given), per-layer
+  relative to its target as MEST's code does; EM&S therefore runs denser than the target (its soft
+  memory bound). Phases from ``sparsity.phase_fractions``.
+- ``rigl``: a dense weight gradient of every sparse layer at each update step (every
+  ``update_interval_steps`` from step ``update_interval_steps`` while below ``end_fraction`` of
+  the steps), on a full batch.
+- ``snip``: scoring of ``num_batches`` batches (1 forward + 1 backward per sample, dense);
+  ``grasp``: ``samples_per_class x classes x num_iters`` samples, 2 forwards + 2 backwards + 1
+  Hessian-vector product each (dense), as ``GraSP.cost`` records them.
+- freezing and sieving methods other than ``none`` are not modelled here (counted as no freezing /
+  full data; the report says so); the meter measures them in a run.
+
+Training samples per epoch: 50,000 for CIFAR-10/100, ``data.synthetic.num_train`` for synthetic,
+1,281,167 for ImageNet (ILSVRC-2012 train); test samples 10,000 / ``num_test`` / 50,000.
+``train.drop_last`` and ``train.max_batches_per_epoch`` are applied.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from spfde_core.cost.flops import (
+    Split,
+    dense_weight_grad_extra,
+    op_flops,
+    sample_flops,
+    sample_macs,
+    scoring_flops,
+)
+from spfde_core.cost.layers import ModelProfile, profile_model
+from spfde_core.cost.memory import SPARSE_FORMAT, memory_model
+from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, input_shape_of
+from spfde_core.data import get_dataset_info
+from spfde_core.models import build_model
+
+TRAIN_SAMPLES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+TEST_SAMPLES = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 50_000}
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One conv/linear layer (or one kind of elementwise op, summed) of the prediction."""
+
+    name: str
+    kind: str
+    block: int | None
+    weights: int
+    """Dense weight count (conv/linear); 0 for the elementwise rows."""
+    density: float
+    """Mean density over the training epochs (1.0 for dense layers and elementwise rows)."""
+    forward: float
+    """Mean per-sample forward FLOPs over training (training mode)."""
+    input_grad: float
+    weight_grad: float
+    run_flops: int
+    """FLOPs of this row over all training steps."""
+
+
+@dataclass
+class CostReport:
+    """Predicted cost of one configuration: per-layer rows, totals, memory and the assumptions."""
+
+    config: dict[str, Any]
+    rows: list[LayerRow]
+    training_flops: dict[str, Any]
+    conv_linear_macs: dict[str, Any]
+    evaluation_flops: dict[str, Any]
+    samples: dict[str, Any]
+    memory: dict[str, Any]
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
+
+
+def dataset_sizes(cfg: DictConfig) -> tuple[int, int, int]:
+    """(training samples, test samples, classes) of the configured dataset, without reading it."""
+    name = cfg.data.name
+    if name == "synthetic":
+        s = cfg.data.synthetic
+        return int(s.num_train), int(s.num_test), int(s.num_classes)
+    return TRAIN_SAMPLES[name], TEST_SAMPLES[name], get_dataset_info(name).num_classes
+
+
+def _build_meta_model(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
+    with torch.device("meta"):
+        return build_model(cfg.model.name, num_classes, width=cfg.model.width)
+
+
+def _layer_targets(cfg: DictConfig, model: torch.nn.Module) -> dict[str, float]:
+    from spfde_core.sparsity.distributions import layer_sparsities
+
+    sp = cfg.sparsity
+    return layer_sparsities(
+        model,
+        sp.distribution,
+        sp.target,
+        layers=sp.layers,
+        keep_dense=list(sp.keep_dense),
+        layer_map=dict(sp.layer_map),
+        erk_power_scale=sp.erk_power_scale,
+    )
+
+
+def _active_counts(cfg: DictConfig, model: torch.nn.Module, sparsities: dict[str, float]) -> dict[str, int]:
+    from spfde_core.sparsity.schemes import get_scheme
+
+    if not sparsities:  # dense: the config node has no scheme fields
+        return {}
+    sp = cfg.sparsity
+    params = {"block": {"block_size": sp.block_size}, "nm": {"n": sp.nm_n, "m": sp.nm_m}}
+    scheme = get_scheme(sp.scheme, **params.get(sp.scheme, {}))
+    shapes = {layer.name: layer.weight.shape for layer in model.prunable_layers()}
+    return {name: scheme.active_count(shapes[name], s) for name, s in sparsities.items()}
+
+
+def epoch_sparsities(cfg: DictConfig, model: torch.nn.Module) -> list[dict[str, float]]:
+    """Per training epoch, the sparsity of every sparse layer between mask updates."""
+    epochs = int(cfg.train.epochs)
+    if cfg.sparsity.name == "dense":
+        return [{} for _ in range(epochs)]
+    targets = _layer_targets(cfg, model)
+    if cfg.sparsity.name not in ("mest_em", "mest_ems"):
+        return [dict(targets) for _ in range(epochs)]
+    from spfde_core.sparsity.mest import default_bounds
+
+    sp = cfg.sparsity
+    upper = list(sp.upper) if sp.get("upper") is not None else default_bounds(sp.name, sp.target)[1]
+    boundaries = [f * epochs for f in sp.phase_fractions]
+    out = []
+    for epoch in range(epochs):
+        bound = upper[bisect.bisect_right(boundaries, epoch)]
+        out.append({n: 1 - (1 - s) * (1 - bound) / (1 - sp.target) for n, s in targets.items()})
+    return out
+
+
+def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
+    """The cost of training ``cfg`` as the ``CostMeter`` would record it, without training.
+
+    Args:
+        cfg: a composed config (``spfde_core.cli.load_config``).
+        memory_batch_size: batch size of the memory model (SpFDE's figure: 64).
+
+    Returns:
+        A ``CostReport`` (``format_cost_table`` prints it; ``to_dict`` for JSON).
+    """
+    num_train, num_test, num_classes = dataset_sizes(cfg)
+    model = _build_meta_model(cfg, num_classes)
+    profile = profile_model(model, input_shape_of(cfg))
+    t = cfg.train
+    batch, epochs = int(t.batch_size), int(t.epochs)
+    per_epoch = baseline_epoch_samples(num_train, batch, bool(t.drop_last), t.max_batches_per_epoch)
+    steps_per_epoch = math.ceil(per_epoch / batch)
+    sparsities = epoch_sparsities(cfg, model)
+    actives = [_active_counts(cfg, model, s) for s in sparsities]
+    assumptions = [f"sparsity={cfg.sparsity.name}: see spfde_core/cost/predict.py for what is assumed"]
+    for axis in ("freezing", "sieving"):
+        if cfg[axis].name != "none":
+            assumptions.append(f"{axis}={cfg[axis].name} is not modelled by the prediction: counted as none")
+
+    dense = sample_flops(profile).total
+    cache: dict[tuple, tuple[list[Split], Split, int]] = {}
+
+    def costs(active: dict[str, int]) -> tuple[list[Split], Split, int]:
+        key = tuple(sorted(active.items()))
+        if key not in cache:
+            ops = op_flops(profile, active, 0)
+            eval_fwd = sample_flops(profile, active, 0, mode="eval").forward
+            cache[key] = (ops, sample_macs(profile, active, 0), eval_fwd)
+        return cache[key]
+
+    op_totals = [Split() for _ in profile.ops]
+    macs = Split(unit="MACs")
+    eval_total = eval_passes = 0
+    memories = []
+    for epoch, active in enumerate(actives):
+        ops, m, eval_fwd = costs(active)
+        op_totals = [a + o.scale(per_epoch) for a, o in zip(op_totals, ops, strict=True)]
+        macs = macs + m.scale(per_epoch)
+        if (epoch + 1) % int(t.eval_every_epochs) == 0 or epoch + 1 == epochs:
+            eval_total += num_test * eval_fwd
+            eval_passes += 1
+        memories.append(memory_model(profile, active, 0, memory_batch_size).as_dict())
+    steps = sum(op_totals, Split())
+    baseline = epochs * per_epoch * dense
+    overheads = _overheads(cfg, profile, actives, steps_per_epoch, batch, num_classes)
+    total = steps.total + overheads["total"]
+    rows = _rows(profile, op_totals, actives, epochs * per_epoch)
+    max_mem = max(memories, key=lambda mm: mm["total"]) if memories else None
+    min_mem = min(memories, key=lambda mm: mm["total"]) if memories else None
+    return CostReport(
+        config={
+            "model": cfg.model.name,
+            "width": cfg.model.width,
+            "data": cfg.data.name,
+            "input_shape": list(profile.input_shape),
+            "epochs": epochs,
+            "batch_size": batch,
+            "sparsity": cfg.sparsity.name,
+            "target": cfg.sparsity.get("target"),
+            "freezing": cfg.freezing.name,
+            "sieving": cfg.sieving.name,
+        },
+        rows=rows,
+        training_flops={
+            "baseline_dense_full_data": baseline,
+            "steps": steps.as_dict(),
+            "savings": {"order": list(SAVING_ORDER), "sieving": 0, "freezing": 0, "sparsity": baseline - steps.total},
+            "overheads": overheads,
+            "total": total,
+            "ratio_to_dense": total / baseline if baseline else None,
+            "ratio_steps_only": steps.total / baseline if baseline else None,
+        },
+        conv_linear_macs=macs.as_dict(),
+        evaluation_flops={"total": eval_total, "passes": eval_passes, "samples": eval_passes * num_test},
+        samples={
+            "full_dataset": num_train,
+            "per_epoch": per_epoch,
+            "steps_per_epoch": steps_per_epoch,
+            "presented": epochs * per_epoch,
+            "dense_training_step_flops_per_sample": dense,
+        },
+        memory={
+            "batch_size": memory_batch_size,
+            "dtype": "float32",
+            "sparse_format": SPARSE_FORMAT,
+            "min_bytes": min_mem["total"] if min_mem else None,
+            "avg_bytes": sum(mm["total"] for mm in memories) / len(memories) if memories else None,
+            "max_bytes": max_mem["total"] if max_mem else None,
+            "at_max": max_mem,
+            "dense_bytes": memory_model(profile, None, 0, memory_batch_size).total,
+        },
+        assumptions=assumptions,
+    )
+
+
+def _overheads(
+    cfg: DictConfig,
+    profile: ModelProfile,
+    actives: list[dict[str, int]],
+    steps_per_epoch: int,
+    batch: int,
+    num_classes: int,
+) -> dict[str, int]:
+    sp = cfg.sparsity
+    dense_wg = scoring = 0
+    if sp.name == "rigl":
+        total_steps = steps_per_epoch * int(cfg.train.epochs)
+        end = sp.end_fraction * total_steps
+        interval = int(sp.update_interval_steps)
+        extra: dict[int, int] = {}  # per epoch: per-sample extra FLOPs of a dense weight gradient
+        for step in range(interval, total_steps, interval):
+            if step >= end:
+                break
+            epoch = min(step // steps_per_epoch, len(actives) - 1)
+            if epoch not in extra:
+                extra[epoch] = dense_weight_grad_extra(profile, actives[epoch], 0, set(actives[epoch]))
+            dense_wg += batch * extra[epoch]
+    elif sp.name == "snip":
+        scoring = int(sp.num_batches) * batch * scoring_flops(profile, None, {"forward": 1, "backward": 1})
+    elif sp.name == "grasp":
+        samples = int(sp.samples_per_class) * num_classes * int(sp.num_iters)
+        scoring = samples * scoring_flops(profile, None, {"forward": 2, "backward": 2, "hvp": 1})
+    return {"dense_weight_grad": dense_wg, "scoring_passes": scoring, "total": dense_wg + scoring}
+
+
+def _rows(profile: ModelProfile, op_totals: list[Split], actives: list[dict[str, int]], samples: int) -> list[LayerRow]:
+    rows = []
+    grouped: dict[str, Split] = {}
+    for op, tot in zip(profile.ops, op_totals, strict=True):
+        if op.kind in ("conv", "linear"):
+            density = sum(a.get(op.module, op.weight_numel) for a in actives) / (max(len(actives), 1) * op.weight_numel)
+            rows.append(
+                LayerRow(
+                    name=op.name,
+                    kind=op.kind,
+                    block=op.block,
+                    weights=op.weight_numel,
+                    density=density,
+                    forward=tot.forward / samples if samples else 0.0,
+                    input_grad=tot.input_grad / samples if samples else 0.0,
+                    weight_grad=tot.weight_grad / samples if samples else 0.0,
+                    run_flops=tot.total,
+                )
+            )
+        elif op.kind != "other":
+            grouped[op.kind] = grouped.get(op.kind, Split()) + tot
+    for kind, tot in grouped.items():
+        rows.append(
+            LayerRow(
+                name=f"(all {kind})",
+                kind=kind,
+                block=None,
+                weights=0,
+                density=1.0,
+                forward=tot.forward / samples if samples else 0.0,
+                input_grad=tot.input_grad / samples if samples else 0.0,
+                weight_grad=tot.weight_grad / samples if samples else 0.0,
+                run_flops=tot.total,
+            )
+        )
+    return rows
+
+
+def _si(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    for factor, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def format_cost_table(report: CostReport) -> str:
+    """The report as plain text: a per-layer table (per-sample FLOPs) then the run totals."""
+    c = report.config
+    lines = [
+        f"model {c['model']} on {c['data']} {tuple(c['input_shape'])}, {c['epochs']} epochs x batch "
+        f"{c['batch_size']}, sparsity={c['sparsity']}"
+        + (f" (target {c['target']})" if c["target"] is not None and c["sparsity"] != "dense" else "")
+        + f", freezing={c['freezing']}, sieving={c['sieving']}",
+        "FLOPs: 1 multiply or 1 add = 1 FLOP (conv/linear: 2 x MACs); per-sample columns are training-step "
+        "means over the run",
+        "",
+    ]
+    header = (
+        "layer",
+        "kind",
+        "block",
+        "weights",
+        "density",
+        "fwd/sample",
+        "in-grad/sample",
+        "w-grad/sample",
+        "run FLOPs",
+    )
+    table = [header]
+    for r in report.rows:
+        table.append(
+            (
+                r.name,
+                r.kind,
+                "" if r.block is None else str(r.block),
+                f"{r.weights:,}" if r.weights else "",
+                f"{r.density:.4f}" if r.weights else "",
+                _si(r.forward),
+                _si(r.input_grad),
+                _si(r.weight_grad),
+                _si(r.run_flops),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for i, row in enumerate(table):
+        lines.append(
+            "  ".join(
+                cell.ljust(w) if j < 2 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    tf = report.training_flops
+    steps = tf["steps"]
+    ov = tf["overheads"]
+    mem = report.memory
+    ratio = tf["ratio_to_dense"]
+    lines += [
+        "",
+        f"training steps     {_si(steps['total'], 'FLOPs')}  (forward {_si(steps['forward'], 'FLOPs')}, input grad "
+        f"{_si(steps['input_grad'], 'FLOPs')}, weight grad {_si(steps['weight_grad'], 'FLOPs')})",
+        f"method overheads   {_si(ov['total'], 'FLOPs')}  (dense weight grads {_si(ov['dense_weight_grad'], 'FLOPs')}, "
+        f"scoring passes {_si(ov['scoring_passes'], 'FLOPs')})",
+        f"training total     {_si(tf['total'], 'FLOPs')}",
+        f"dense baseline     {_si(tf['baseline_dense_full_data'], 'FLOPs')}  (dense, full data, no freezing)",
+        f"training FLOPs (x) {ratio:.4f}" if ratio is not None else "training FLOPs (x) -",
+        f"conv/linear MACs   {_si(report.conv_linear_macs['total'], 'MACs')}",
+        f"evaluation         {_si(report.evaluation_flops['total'], 'FLOPs')}  ({report.evaluation_flops['passes']} "
+        f"passes, not in the training total)",
+        f"memory model       min {_si(mem['min_bytes'], 'B')}, avg {_si(mem['avg_bytes'], 'B')}, max "
+        f"{_si(mem['max_bytes'], 'B')} (fp32, batch {mem['batch_size']}; dense {_si(mem['dense_bytes'], 'B')}; "
+        f"sparse weights: {mem['sparse_format']})",
+    ]
+    lines += [f"note: {a}" for a in report.assumptions]
+    return "\n".join(lines)
