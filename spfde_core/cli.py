@@ -7,6 +7,7 @@ Every knob is a Hydra override (``key=value``, ``group=option``); the only flag 
     spfde show profile=cpu
     spfde cost model=resnet32_w2 sparsity=mest_ems
     spfde list
+    spfde analyze results/runs/<reproduction>/<row>/seed<k> [--layers 1,3,10] [--probe-samples 512] [--out DIR]
 """
 
 from __future__ import annotations
@@ -112,8 +113,47 @@ def cmd_list(args: argparse.Namespace) -> None:
             for name in registry.names():
                 doc = (registry.get(name).__doc__ or "").strip().splitlines()
                 print(f"  {name:18s} {doc[0] if doc else ''}")
+    if args.what in ("all", "methods"):
+        print("named entries (method=<name>, one choice on every axis):")
+        for name, doc in named_entries():
+            print(f"  {name:18s} {doc}")
     if args.what in ("all", "profiles"):
         print("profiles: smoke, cpu, paper")
+
+
+def named_entries() -> list[tuple[str, str]]:
+    """The options of the ``method`` config group with the first line of their header comment."""
+    from importlib import resources
+
+    entries = []
+    for path in sorted(resources.files("spfde_core.conf").joinpath("method").iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".yaml"):
+            comments = [
+                line[2:] for line in path.read_text().splitlines() if line.startswith("# ") and "@package" not in line
+            ]
+            entries.append((path.name[: -len(".yaml")], comments[0] if comments else ""))
+    return entries
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from spfde_core.analysis.report import AnalysisError, IncompleteAnalysisError, analyze_run
+
+    try:
+        written = analyze_run(
+            args.run_dir,
+            args.checkpoint_dir,
+            args.layers,
+            args.probe_samples,
+            args.out,
+            prepared_dir=args.prepared_dir,
+            device=args.device,
+        )
+    except IncompleteAnalysisError as err:
+        print("\n".join(str(path) for path in err.written.values()))
+        raise UsageError(f"analysis incomplete: {err}") from None
+    except AnalysisError as err:
+        raise UsageError(str(err)) from None
+    print("\n".join(str(path) for path in written.values()))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,6 +179,15 @@ def parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list datasets, models, methods and profiles")
     lst.add_argument("what", nargs="?", default="all", choices=["all", "datasets", "models", "methods", "profiles"])
     lst.set_defaults(func=cmd_list)
+    ana = sub.add_parser("analyze", help="SpFDE Fig. 1 plots of a finished run: structural similarity, CKA vs final")
+    ana.add_argument("run_dir", help="the run's record folder, results/runs/<reproduction>/<row>/seed<k>")
+    ana.add_argument("--layers", help="CKA layers: names (layer1.0.conv1) or numbers (1,3,10); default: see docs")
+    ana.add_argument("--probe-samples", type=int, default=512, help="CKA probe set: the first N test images")
+    ana.add_argument("--out", help="output folder (default: <run_dir>/analysis)")
+    ana.add_argument("--checkpoint-dir", help="the run's checkpoint folder or root (default: its run.checkpoint_dir)")
+    ana.add_argument("--prepared-dir", help="root of prepared datasets (default: the run's data.prepared_dir)")
+    ana.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    ana.set_defaults(func=cmd_analyze)
     return p
 
 

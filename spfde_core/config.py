@@ -125,6 +125,8 @@ class RunConfig:
     """Root of checkpoints (not in git)."""
     force: bool = False
     """Re-run even if a finished record exists, replacing it and any checkpoint."""
+    snapshot_every_epochs: int = 0
+    """Also keep the model after every N epochs (checkpoint folder, snapshots/) for `spfde analyze`; 0 = never."""
 
 
 @dataclass
@@ -151,6 +153,7 @@ NON_SEMANTIC_KEYS = (
     "run.results_dir",
     "run.checkpoint_dir",
     "run.force",
+    "run.snapshot_every_epochs",
     "data.source",
     "data.path",
     "data.prepared_dir",
@@ -287,6 +290,12 @@ def validate(cfg: DictConfig) -> None:
     ):
         name = cfg[axis].name
         _check(name in registry, f"{axis}.name", f"one of {', '.join(registry.names())}", name)
+    _check(
+        cfg.run.snapshot_every_epochs >= 0,
+        "run.snapshot_every_epochs",
+        "an integer >= 0",
+        cfg.run.snapshot_every_epochs,
+    )
     for key in ("reproduction", "row"):
         value = cfg.run[key]
         if value is not None:

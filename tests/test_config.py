@@ -12,7 +12,7 @@ from spfde_core.config import ConfigError, config_hash, non_default_values, vali
 CONF = Path(__file__).resolve().parents[1] / "spfde_core" / "conf"
 
 
-@pytest.mark.parametrize("group", ["data", "model", "optim", "profile", "sparsity", "freezing", "sieving"])
+@pytest.mark.parametrize("group", ["data", "model", "optim", "profile", "sparsity", "freezing", "sieving", "method"])
 def test_every_shipped_option_composes_and_validates(group: str) -> None:
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options, f"no options in group {group}"

@@ -36,6 +36,11 @@ class Checkpointer:
 
     def on_epoch_end(self, state: TrainState) -> None:
         atomic.torch_save(self.path, self.snapshot(state))
+        every = state.cfg.run.snapshot_every_epochs
+        if every and (state.epoch + 1) % every == 0:
+            # Model-only snapshots for analyses over training (CKA against the final model).
+            snapshot = self.path.parent / "snapshots" / f"epoch{state.epoch + 1:04d}.pt"
+            atomic.torch_save(snapshot, state.model.state_dict())
 
     def snapshot(self, state: TrainState) -> dict[str, Any]:
         return {
