@@ -35,6 +35,12 @@ def load_config(overrides: list[str]) -> DictConfig:
     import spfde_core.freezing  # noqa: F401
     import spfde_core.sieving  # noqa: F401
     import spfde_core.sparsity  # noqa: F401
+    from spfde_core.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins()  # methods of other packages (entry points, spfde_core/plugins.py) before composing
+    except PluginError as err:
+        raise UsageError(str(err)) from None
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -94,9 +100,11 @@ def cmd_list(args: argparse.Namespace) -> None:
     from spfde_core.data.catalog import DATASETS
     from spfde_core.freezing import FREEZING_METHODS
     from spfde_core.models import MODELS
+    from spfde_core.plugins import load_plugins
     from spfde_core.sieving import SIEVING_METHODS
     from spfde_core.sparsity import SPARSITY_METHODS
 
+    load_plugins()
     if args.what in ("all", "datasets"):
         print("datasets: " + ", ".join(sorted(DATASETS)))
     if args.what in ("all", "models"):
@@ -188,6 +196,9 @@ def parser() -> argparse.ArgumentParser:
     ana.add_argument("--prepared-dir", help="root of prepared datasets (default: the run's data.prepared_dir)")
     ana.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     ana.set_defaults(func=cmd_analyze)
+    from spfde_core.board.cli import add_board_parser  # `spfde board`: leaderboard, DVC plan, parallel runs
+
+    add_board_parser(sub)
     return p
 
 

@@ -46,7 +46,7 @@ def hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741 (the p
     fast forms are tested against.
     """
     n = k.shape[0]
-    h = torch.eye(n, dtype=torch.float64) - torch.full((n, n), 1.0 / n, dtype=torch.float64)
+    h = torch.eye(n, dtype=torch.float64, device=k.device) - 1.0 / n
     k, l = k.to(torch.float64), l.to(torch.float64)  # noqa: E741
     return torch.trace(k @ h @ l @ h) / (n - 1) ** 2
 

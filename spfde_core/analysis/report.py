@@ -42,6 +42,7 @@ from spfde_core.analysis.snapshots import (
     resolve_layers,
     run_work_dir,
 )
+from spfde_core.data import PreparedDataError
 from spfde_core.models import build_model
 
 log = logging.getLogger("spfde_core.analysis")
@@ -148,7 +149,14 @@ def _compute_cka(
     num_classes = record["data"]["num_classes"]
     final_state, final_source = _final_state(record, work_dir, snapshots)
     final = load_model(cfg["model"], num_classes, final_state)
-    images = probe_images(cfg["data"], probe_samples, prepared_dir=prepared_dir)
+    try:
+        images = probe_images(
+            cfg["data"], probe_samples, prepared_dir=prepared_dir, expected_sha256=record["data"].get("content_sha256")
+        )
+    except (PreparedDataError, ValueError) as err:
+        raise AnalysisError(
+            f"CKA needs the run's test images: {err} (prepare the dataset, or pass --prepared-dir)"
+        ) from None
     log.info("CKA on %d probe images, layers %s, %d snapshots", images.shape[0], ", ".join(names), len(snapshots))
     references = {
         name: CkaReference(features) for name, features in capture_features(final, images, names, device=device).items()

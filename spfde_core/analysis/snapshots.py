@@ -14,6 +14,7 @@ convs), the way a ResNet's depth is counted. ResNet-32 then has exactly 32 layer
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ __all__ = [
     "resolve_layers",
     "run_work_dir",
 ]
+
+log = logging.getLogger("spfde_core.analysis")
 
 SNAPSHOT_DIR = "snapshots"
 _SNAPSHOT_NAME = re.compile(r"^epoch(\d+)\.pt$")
@@ -170,26 +173,47 @@ def layer_number(model: BlockModel, name: str) -> int | None:
     return names.index(name) + 1 if name in names else None
 
 
-def probe_images(data_cfg: dict[str, Any], num_samples: int, prepared_dir: str | Path | None = None) -> torch.Tensor:
-    """The first ``num_samples`` test images of the run's dataset, normalised as in evaluation.
+def probe_images(
+    data_cfg: dict[str, Any],
+    num_samples: int,
+    prepared_dir: str | Path | None = None,
+    expected_sha256: str | None = None,
+) -> torch.Tensor:
+    """The first ``num_samples`` test images of the run's dataset, normalised as in evaluation (CPU).
 
-    A fixed probe set: the same images, in the same order, for every snapshot. Raises
-    ``PreparedDataError``/``PreparedDataMissing`` when the prepared dataset is not there.
+    A fixed probe set: the same images, in the same order, for every snapshot. Synthetic data is
+    generated if missing (as training does). A prepared dataset whose content hash differs from
+    ``expected_sha256`` (the run record's) is used with a warning.
+
+    Raises:
+        PreparedDataError (PreparedDataMissing when absent): the prepared dataset cannot be read.
     """
     from omegaconf import OmegaConf
 
     from spfde_core.data import ImageFolderStreamLoader, TensorLoader, get_dataset_info, load_prepared
-    from spfde_core.train.build import prepared_path
+    from spfde_core.train.build import prepare, prepared_path
 
     data = OmegaConf.create(dict(data_cfg))
     if prepared_dir is not None:
         data.prepared_dir = str(prepared_dir)
     directory = prepared_path(data)
+    if data.name == "synthetic" and not directory.exists():
+        prepare(data)
     batch_size = min(num_samples, 256)
     if get_dataset_info(data.name).in_memory:
-        loader: Any = TensorLoader.from_prepared(load_prepared(directory), "test", batch_size=batch_size, train=False)
+        prepared = load_prepared(directory)
+        loader: Any = TensorLoader.from_prepared(prepared, "test", batch_size=batch_size, train=False)
+        meta = prepared.meta
     else:
         loader = ImageFolderStreamLoader(directory, "val", batch_size=batch_size, train=False, num_workers=0)
+        meta = loader.meta
+    if expected_sha256 and meta.get("content_sha256") != expected_sha256:
+        log.warning(
+            "%s: content %s differs from the run's data (%s); using it as the probe set anyway",
+            directory,
+            meta.get("content_sha256"),
+            expected_sha256,
+        )
     images, taken = [], 0
     for batch in loader:
         images.append(batch.images[: num_samples - taken].cpu())
@@ -208,7 +232,7 @@ def _hooks(model: BlockModel, names: Sequence[str], out: dict[str, list[torch.Te
     for name in names:
 
         def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor, name: str = name) -> None:
-            out[name].append(output.detach().reshape(output.shape[0], -1).float().cpu())
+            out[name].append(output.detach().reshape(output.shape[0], -1).float())
 
         handles.append(modules[name].register_forward_hook(hook))
     try:
@@ -226,7 +250,7 @@ def capture_features(
     batch_size: int = 128,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Each layer's output on ``images`` (eval mode, fp32), flattened per example: {name: (n, d)}."""
+    """Each layer's output on ``images`` (eval mode, fp32), flattened per example: {name: (n, d)}, on ``device``."""
     model = model.to(device).eval()
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     with _hooks(model, layers, captured):

@@ -1,0 +1,70 @@
+"""`spfde board`: the leaderboard, the DVC plan and the parallel runner (wired into spfde_core/cli.py).
+
+    spfde board [--skip-invalid] [--no-plots]        results/LEADERBOARD.md, leaderboard.csv, plots/
+    spfde board plan --profile cpu [--only GLOB]     params.yaml: what `dvc repro` runs
+    spfde board plan --check                         fail if params.yaml is stale
+    spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel (then `dvc commit -f`)
+
+Errors (spec, paper.csv, plan, record) are ConfigError/RecordError: `spfde` prints them, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_board(args: argparse.Namespace) -> None:
+    from spfde_core.board import build_board
+
+    result = build_board(
+        Path(args.repo), runs_root=args.runs, out_dir=args.out, skip_invalid=args.skip_invalid, plots=not args.no_plots
+    )
+    for path, reason in result.skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    print(f"{result.markdown} ({result.cells} cells, {result.records} records, {len(result.skipped)} skipped)")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from spfde_core.board.pipeline import check_plan, read_params, write_plan
+
+    repo = Path(args.repo)
+    if args.check:
+        check_plan(repo)
+        print(f"params.yaml is up to date ({len(read_params(repo).get('runs') or {})} planned runs)")
+        return
+    profile = args.profile or read_params(repo).get("profile") or "cpu"
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    print(write_plan(repo, profile, only=args.only, seeds=seeds, reproductions=args.reproduction))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from spfde_core.board.pipeline import PlanError, run_planned
+
+    failed = run_planned(Path(args.repo), jobs=args.jobs, only=args.only, dry_run=args.dry_run)
+    if failed:
+        raise PlanError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs under checkpoints/logs/)")
+
+
+def add_board_parser(sub: argparse._SubParsersAction) -> None:
+    board = sub.add_parser("board", help="leaderboard from run records; `board plan` / `board run` for pipelines")
+    board.add_argument("--repo", default=".", help="repository root (default: .)")
+    board.add_argument("--runs", help="root of run records (default: <repo>/results/runs)")
+    board.add_argument("--out", help="output folder (default: <repo>/results)")
+    board.add_argument("--skip-invalid", action="store_true", help="skip malformed records and list them")
+    board.add_argument("--no-plots", action="store_true", help="write the tables only")
+    board.set_defaults(func=cmd_board)
+    actions = board.add_subparsers(dest="board_command")
+    plan = actions.add_parser("plan", help="write params.yaml: the runs `dvc repro` regenerates for a profile")
+    plan.add_argument("--profile", choices=["smoke", "cpu", "paper"], help="default: params.yaml's profile, else cpu")
+    plan.add_argument("--reproduction", action="append", help="only this reproduction (repeatable)")
+    plan.add_argument("--only", action="append", help="only runs whose key or <reproduction>/<row> matches (glob)")
+    plan.add_argument("--seeds", help="comma-separated seeds instead of each reproduction's, e.g. 0,1")
+    plan.add_argument("--check", action="store_true", help="fail if params.yaml is stale; write nothing")
+    plan.set_defaults(func=cmd_plan)
+    run = actions.add_parser("run", help="train the planned runs that have no record yet, in parallel")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="trainings at a time (default 1)")
+    run.add_argument("--only", action="append", help="only stage keys matching this glob (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,211 @@
+"""The DVC plan: which stages `dvc repro` runs for the profile chosen in ``params.yaml``.
+
+``dvc.yaml`` is static; its ``foreach`` stages read ``datasets`` and ``runs`` from ``params.yaml``,
+which ``spfde board plan`` writes from the reproduction specs. ``dvc repro`` never composes Hydra
+configs (reference notes, ecosystem Sec. 7): each stage calls ``spfde train`` with explicit
+overrides, and lists the config files its composition read as dependencies, so editing
+``spfde_core/conf/sparsity/rigl.yaml`` re-runs exactly the RigL runs.
+
+``spfde board run --jobs N`` trains the planned runs in parallel outside DVC (``dvc repro`` runs one
+stage at a time); ``dvc commit -f`` then records them so ``dvc repro`` only rebuilds the leaderboard.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spfde_core.board.spec import PROFILES, Run, SpecError, load_specs
+from spfde_core.config import ConfigError
+
+log = logging.getLogger("spfde_core.board")
+
+PARAMS_FILE = "params.yaml"
+AXES = ("data", "model", "optim", "sparsity", "freezing", "sieving", "profile")
+CONF_ROOT = "spfde_core/conf"
+PLUGIN_DEP = "spfde_core/plugins.py"
+HEADER = """\
+# What `dvc repro` regenerates. Written by `spfde board plan --profile <smoke|cpu|paper>` from
+# reproductions/*/rows.yaml: change the profile or the rows with that command, not by hand
+# (`dvc repro` refuses a stale plan: the prepare stages run `spfde board plan --check` first).
+#   profile:  the budget every planned run uses (never mixed in one leaderboard cell)
+#   plan:     how this file was planned (reproductions and row filter, seeds)
+#   datasets: one prepare@<name> stage each; runs: one train@<key> stage per (reproduction, row, seed)
+"""
+
+
+class PlanError(ConfigError):
+    """A plan that cannot be made or is stale; the message says which command fixes it."""
+
+
+def _compose(overrides: list[str]) -> tuple[Any, dict[str, str]]:
+    """(validated config, group choices) of a run's overrides, as `spfde train` would compose them."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf, open_dict
+
+    from spfde_core.cli import UsageError, load_config
+    from spfde_core.config import validate
+
+    load_config([])  # registers every schema and external method once
+    try:
+        with initialize_config_module(config_module="spfde_core.conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    except Exception as err:  # noqa: BLE001 - any composition failure names the row below
+        raise UsageError(f"invalid config: {err}") from None
+    choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items() if "/" not in k}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    validate(cfg)
+    return cfg, choices
+
+
+def _conf_file(axis: str, option: str | None, repo: Path) -> str:
+    path = f"{CONF_ROOT}/{axis}/{option}.yaml"
+    # An external method (entry point) has no yaml: its stages depend on the plugin loader instead.
+    return path if option is not None and (repo / path).exists() else PLUGIN_DEP
+
+
+def select(runs: list[Run], only: list[str] | None) -> list[Run]:
+    """Runs whose stage key or ``<reproduction>/<row>`` matches one of the glob patterns."""
+    if not only:
+        return runs
+    return [r for r in runs if any(fnmatch.fnmatch(r.key, p) or fnmatch.fnmatch(f"{r.reproduction}/{r.row}", p) for p in only)]
+
+
+def plan(
+    repo: Path,
+    profile: str,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    reproductions: list[str] | None = None,
+) -> dict[str, Any]:
+    """The params.yaml content for ``profile``: datasets and runs (stage key -> arguments and deps)."""
+    from spfde_core.train.build import prepared_path
+    from spfde_core.train.run import RunPaths
+
+    if profile not in PROFILES:
+        raise PlanError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    repo = Path(repo)
+    specs = load_specs(repo / "reproductions")
+    if reproductions:
+        unknown = sorted(set(reproductions) - set(specs))
+        if unknown:
+            raise PlanError(f"unknown reproduction(s) {unknown}; known: {', '.join(specs)}")
+        specs = {k: v for k, v in specs.items() if k in reproductions}
+    runs = select([r for s in specs.values() for r in s.runs(profile, seeds)], only)
+    if not runs:
+        raise PlanError(f"no runs match profile={profile} reproductions={reproductions} only={only}")
+    composed: dict[tuple[str, ...], tuple[Any, dict[str, str]]] = {}
+    datasets: dict[str, dict[str, str]] = {}
+    out_runs: dict[str, dict[str, str]] = {}
+    for run in runs:
+        key = run.method_overrides
+        if key not in composed:
+            try:
+                composed[key] = _compose(list(key))
+            except Exception as err:  # noqa: BLE001 - name the row whose config fails
+                raise PlanError(f"{run.reproduction}/{run.row}: {err}") from None
+        cfg, choices = composed[key]
+        data_dir = prepared_path(cfg.data).as_posix()
+        name = Path(data_dir).parent.name if cfg.data.name == "synthetic" else cfg.data.name
+        datasets.setdefault(name, {"args": f"{cfg.data.name} profile={profile}", "out": data_dir})
+        from omegaconf import OmegaConf
+
+        full = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o for o in run.overrides if o.startswith("run.")]))
+        record_dir = RunPaths.of(full, "unused").run_dir.as_posix()
+        item = {"args": " ".join(run.overrides), "out": record_dir, "data": data_dir}
+        for axis in AXES:
+            item[f"conf_{axis}"] = _conf_file(axis, choices.get(axis), repo)
+        out_runs[run.key] = item
+    return {
+        "profile": profile,
+        "plan": {"reproductions": sorted(specs), "only": list(only or []), "seeds": seeds},
+        "datasets": dict(sorted(datasets.items())),
+        "runs": out_runs,
+    }
+
+
+def dump(params: dict[str, Any]) -> str:
+    return HEADER + yaml.safe_dump(params, sort_keys=False, width=1000, default_flow_style=False)
+
+
+def write_plan(repo: Path, profile: str, **kwargs: Any) -> Path:
+    params = plan(repo, profile, **kwargs)
+    path = Path(repo) / PARAMS_FILE
+    path.write_text(dump(params))
+    log.info("planned %d runs (%s profile) -> %s", len(params["runs"]), profile, path)
+    return path
+
+
+def read_params(repo: Path) -> dict[str, Any]:
+    path = Path(repo) / PARAMS_FILE
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise PlanError(f"{path}: cannot be read ({err}); run `spfde board plan --profile cpu`") from None
+    return params
+
+
+def check_plan(repo: Path) -> None:
+    """Fail unless params.yaml's runs are what the specs give for its profile (cheap: no composition)."""
+    params = read_params(repo)
+    profile, how = params.get("profile"), params.get("plan") or {}
+    if profile not in PROFILES:
+        raise PlanError(f"params.yaml: profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    try:
+        specs = load_specs(Path(repo) / "reproductions")
+    except SpecError as err:
+        raise PlanError(str(err)) from None
+    specs = {k: v for k, v in specs.items() if k in (how.get("reproductions") or specs)}
+    expected = select([r for s in specs.values() for r in s.runs(profile, how.get("seeds"))], how.get("only"))
+    want = {r.key: " ".join(r.overrides) for r in expected}
+    have = {k: v.get("args") for k, v in (params.get("runs") or {}).items()}
+    if want != have:
+        stale = sorted(set(want) ^ set(have) | {k for k in set(want) & set(have) if want[k] != have[k]})
+        raise PlanError(
+            f"params.yaml is stale for profile={profile} ({len(stale)} run(s) differ, e.g. {stale[0]}): "
+            f"run `spfde board plan --profile {profile}` (with the same --only/--reproduction/--seeds), then `dvc repro`"
+        )
+
+
+def run_planned(repo: Path, jobs: int = 1, only: list[str] | None = None, dry_run: bool = False) -> list[str]:
+    """Train every planned run whose record is missing, ``jobs`` at a time; returns the failed keys."""
+    repo = Path(repo)
+    check_plan(repo)
+    runs = read_params(repo).get("runs") or {}
+    todo = [
+        (k, v)
+        for k, v in runs.items()
+        if (not only or any(fnmatch.fnmatch(k, p) for p in only)) and not (repo / v["out"] / "metrics.json").exists()
+    ]
+    log.info("%d planned run(s) to train, %d at a time (%d already recorded)", len(todo), jobs, len(runs) - len(todo))
+    if dry_run:
+        for key, item in todo:
+            print(f"{key}: spfde train {item['args']}")
+        return []
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+
+    def one(key_item: tuple[str, dict[str, str]]) -> str | None:
+        key, item = key_item
+        cmd = [sys.executable, "-m", "spfde_core.cli", "train", *item["args"].split(), "train.progress=false"]
+        logfile = repo / "checkpoints" / "logs" / f"{key}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        with logfile.open("w") as fh:
+            rc = subprocess.call(cmd, cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        log.info("%s: %s (log %s)", key, "done" if rc == 0 else f"FAILED (exit {rc})", logfile)
+        return None if rc == 0 else key
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        failed = [k for k in pool.map(one, todo) if k]
+    if not failed:
+        log.info("all done: `dvc commit -f` records them in dvc.lock; `dvc repro` then rebuilds only the leaderboard")
+    return failed
