@@ -75,6 +75,7 @@ def build_board(
                 name = f"curves-{rep}-{tid.strip('()')}-{pid}.png"
                 written.append(curves_plot(sub, f"{rep} {tid}, {pid}", plot_dir / name))
     written = [p for p in written if p is not None]
-    log.info("leaderboard: %d cells from %d records -> %s, %s, %d plots", len(cells), len(records), md, table,
-             len(written))
+    log.info(
+        "leaderboard: %d cells from %d records -> %s, %s, %d plots", len(cells), len(records), md, table, len(written)
+    )
     return BoardResult(md, table, written, len(cells), len(records), skipped)

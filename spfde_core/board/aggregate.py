@@ -61,10 +61,6 @@ class Cell:
     records: list[Record] = field(default_factory=list)
     pareto_rank: int | None = None
 
-    @property
-    def sort_key(self) -> tuple:
-        return (self.reproduction, self.table, self.protocol.id, self.order, self.setting)
-
     order: tuple = ()
 
     # --- per-seed values -------------------------------------------------------------------

@@ -58,7 +58,9 @@ def check_overrides(record: dict[str, Any], overrides: tuple[str, ...], where: s
             try:
                 actual = _get(config, key)
             except KeyError:
-                raise RecordError(f"{where}: invalid run record at '{field}': missing, its row sets {override}") from None
+                raise RecordError(
+                    f"{where}: invalid run record at '{field}': missing, its row sets {override}"
+                ) from None
         else:  # groups without a name field (optim) and unknown keys: nothing to compare
             continue
         if not _same(expected, actual):
@@ -82,16 +84,24 @@ def check_record(record: dict[str, Any], path: Path, runs_root: Path, specs: dic
             ("run.seed", rel[2], f"seed{run['seed']}"),
         ):
             if expected != actual:
-                raise RecordError(f"{where}: inconsistent run record at '{field}': {actual!r} but its path says {expected!r}")
+                raise RecordError(
+                    f"{where}: inconsistent run record at '{field}': {actual!r} but its path says {expected!r}"
+                )
     if run["profile"] != config.get("profile"):
-        raise RecordError(f"{where}: inconsistent run record at 'run.profile': {run['profile']!r} but config.profile is "
-                          f"{config.get('profile')!r}")
+        raise RecordError(
+            f"{where}: inconsistent run record at 'run.profile': {run['profile']!r} but config.profile is "
+            f"{config.get('profile')!r}"
+        )
     if record["data"]["name"] != config["data"].get("name"):
-        raise RecordError(f"{where}: inconsistent run record at 'data.name': {record['data']['name']!r} but "
-                          f"config.data.name is {config['data'].get('name')!r}")
+        raise RecordError(
+            f"{where}: inconsistent run record at 'data.name': {record['data']['name']!r} but "
+            f"config.data.name is {config['data'].get('name')!r}"
+        )
     if record["results"]["epochs"] != config["train"].get("epochs"):
-        raise RecordError(f"{where}: inconsistent run record at 'results.epochs': {record['results']['epochs']} but "
-                          f"config.train.epochs is {config['train'].get('epochs')}")
+        raise RecordError(
+            f"{where}: inconsistent run record at 'results.epochs': {record['results']['epochs']} but "
+            f"config.train.epochs is {config['train'].get('epochs')}"
+        )
     if record["results"]["best_top1"] + 1e-12 < record["results"]["final_top1"]:
         raise RecordError(f"{where}: inconsistent run record at 'results.best_top1': below final_top1")
     spec = specs.get(run["reproduction"])
@@ -102,8 +112,10 @@ def check_record(record: dict[str, Any], path: Path, runs_root: Path, specs: dic
         return
     table, entry, setting, profile = known
     if profile != run["profile"]:
-        raise RecordError(f"{where}: inconsistent run record at 'run.profile': {run['profile']!r} but row "
-                          f"{run['row']} belongs to profile {profile!r}")
+        raise RecordError(
+            f"{where}: inconsistent run record at 'run.profile': {run['profile']!r} but row "
+            f"{run['row']} belongs to profile {profile!r}"
+        )
     runs = [r for r in spec.runs(profile, seeds=[run["seed"]]) if r.row == run["row"]]
     if runs:
         check_overrides(record, runs[0].method_overrides, where)

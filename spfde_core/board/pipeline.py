@@ -77,7 +77,11 @@ def select(runs: list[Run], only: list[str] | None) -> list[Run]:
     """Runs whose stage key or ``<reproduction>/<row>`` matches one of the glob patterns."""
     if not only:
         return runs
-    return [r for r in runs if any(fnmatch.fnmatch(r.key, p) or fnmatch.fnmatch(f"{r.reproduction}/{r.row}", p) for p in only)]
+    return [
+        r
+        for r in runs
+        if any(fnmatch.fnmatch(r.key, p) or fnmatch.fnmatch(f"{r.reproduction}/{r.row}", p) for p in only)
+    ]
 
 
 def plan(
@@ -172,7 +176,7 @@ def check_plan(repo: Path) -> None:
         stale = sorted(set(want) ^ set(have) | {k for k in set(want) & set(have) if want[k] != have[k]})
         raise PlanError(
             f"params.yaml is stale for profile={profile} ({len(stale)} run(s) differ, e.g. {stale[0]}): "
-            f"run `spfde board plan --profile {profile}` (with the same --only/--reproduction/--seeds), then `dvc repro`"
+            f"run `spfde board plan --profile {profile}` (same --only/--reproduction/--seeds), then `dvc repro`"
         )
 
 

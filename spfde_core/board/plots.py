@@ -40,8 +40,17 @@ def pareto_plot(cells: list[Cell], protocol_id: str, path: Path) -> Path | None:
     )
     levels = sorted(frame["sparsity"].unique(), key=lambda s: float(s[:-1]))
     grid = sns.relplot(
-        data=frame, x="train FLOPs (x dense)", y="top-1 (%)", col="sparsity", col_order=levels, hue="entry",
-        hue_order=sorted(frame["entry"].unique()), kind="scatter", height=3.2, aspect=1.1, s=40,
+        data=frame,
+        x="train FLOPs (x dense)",
+        y="top-1 (%)",
+        col="sparsity",
+        col_order=levels,
+        hue="entry",
+        hue_order=sorted(frame["entry"].unique()),
+        kind="scatter",
+        height=3.2,
+        aspect=1.1,
+        s=40,
         facet_kws={"sharex": False, "sharey": False},
     )
     for level, ax in zip(levels, grid.axes.flat, strict=False):
@@ -73,15 +82,31 @@ def curves_plot(cells: list[Cell], title: str, path: Path) -> Path | None:
     for c in cells:
         for r in c.records:
             for epoch, acc in _curve(r.path, r.data.get("curve_file", "curve.csv")):
-                rows.append({"epoch": epoch, "test top-1 (%)": acc, "entry": c.label, "setting": c.setting_label,
-                             "seed": r.run["seed"]})
+                rows.append(
+                    {
+                        "epoch": epoch,
+                        "test top-1 (%)": acc,
+                        "entry": c.label,
+                        "setting": c.setting_label,
+                        "seed": r.run["seed"],
+                    }
+                )
     if not rows:
         return None
     frame = pd.DataFrame(rows).groupby(["setting", "entry", "epoch"], as_index=False)["test top-1 (%)"].mean()
     grid = sns.relplot(
-        data=frame, x="epoch", y="test top-1 (%)", hue="entry", hue_order=sorted(frame["entry"].unique()),
-        col="setting", col_order=sorted(frame["setting"].unique()), kind="line", height=3.0, aspect=1.2,
-        facet_kws={"sharey": False}, errorbar=None,
+        data=frame,
+        x="epoch",
+        y="test top-1 (%)",
+        hue="entry",
+        hue_order=sorted(frame["entry"].unique()),
+        col="setting",
+        col_order=sorted(frame["setting"].unique()),
+        kind="line",
+        height=3.0,
+        aspect=1.2,
+        facet_kws={"sharey": False},
+        errorbar=None,
     )
     grid.figure.suptitle(title, y=1.03, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

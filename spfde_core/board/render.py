@@ -173,8 +173,19 @@ def render_markdown(
         for pid, group in sorted(ranked.items()):
             lines += [f"### `{pid}`", ""]
             lines += _md_table(
-                ["front", "reproduction", "table", "entry", "setting", "method", "top-1 %", "n", "train FLOPs",
-                 "memory MiB", "wall-clock min"],
+                [
+                    "front",
+                    "reproduction",
+                    "table",
+                    "entry",
+                    "setting",
+                    "method",
+                    "top-1 %",
+                    "n",
+                    "train FLOPs",
+                    "memory MiB",
+                    "wall-clock min",
+                ],
                 [
                     [
                         "" if c.pareto_rank is None else str(c.pareto_rank),
@@ -235,8 +246,18 @@ def render_markdown(
                     )
                 lines += [f"Protocol `{pid}`:", ""]
                 lines += _md_table(
-                    ["entry", "setting", "top-1 %", "n", "paper", "Δ", "train FLOPs", "memory MiB", "wall-clock min",
-                     "records"],
+                    [
+                        "entry",
+                        "setting",
+                        "top-1 %",
+                        "n",
+                        "paper",
+                        "Δ",
+                        "train FLOPs",
+                        "memory MiB",
+                        "wall-clock min",
+                        "records",
+                    ],
                     rows,
                 )
         claims = [v for v in paper if v.reproduction == name]
@@ -254,11 +275,21 @@ def render_markdown(
                 diff = None if ours is None or v.value is None else ours - v.value
                 base = f" vs {v.baseline_entry} {v.baseline_setting}".rstrip() if v.baseline_entry else ""
                 rows.append(
-                    [v.table, v.entry, v.setting, v.metric + base, f"{v.shown()} {v.unit}".strip(), _f(ours),
-                     _f(diff), v.source, v.note]
+                    [
+                        v.table,
+                        v.entry,
+                        v.setting,
+                        v.metric + base,
+                        f"{v.shown()} {v.unit}".strip(),
+                        _f(ours),
+                        _f(diff),
+                        v.source,
+                        v.note,
+                    ]
                 )
-            lines += _md_table(["table", "entry", "setting", "metric", "paper", "ours (paper profile)", "Δ", "source",
-                                "note"], rows)
+            lines += _md_table(
+                ["table", "entry", "setting", "metric", "paper", "ours (paper profile)", "Δ", "source", "note"], rows
+            )
             missing = sorted({v.source for v in claims if v.status == "not_found"})
             lines += ["Not found (value empty in paper.csv, never guessed); would come from: " + "; ".join(missing), ""]
     if skipped:

@@ -70,13 +70,7 @@ def input_shape_of(cfg: Any) -> tuple[int, int, int]:
 
 def full_train_samples(loader: Any) -> int:
     """Samples of the whole training split, whatever subset sieving has made active."""
-    if getattr(loader, "_active", None) is None:
-        return int(loader.num_samples)
-    if hasattr(loader, "_images"):
-        return int(loader._images.shape[0])
-    if hasattr(loader, "_dataset"):
-        return len(loader._dataset)
-    return int(loader.num_samples)
+    return int(loader.dataset_size)
 
 
 def baseline_epoch_samples(full: int, batch_size: int, drop_last: bool, max_batches: int | None) -> int:

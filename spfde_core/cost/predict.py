@@ -107,18 +107,9 @@ def _build_meta_model(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
 
 
 def _layer_targets(cfg: DictConfig, model: torch.nn.Module) -> dict[str, float]:
-    from spfde_core.sparsity.distributions import layer_sparsities
+    from spfde_core.sparsity.distributions import layer_sparsities_from_config
 
-    sp = cfg.sparsity
-    return layer_sparsities(
-        model,
-        sp.distribution,
-        sp.target,
-        layers=sp.layers,
-        keep_dense=list(sp.keep_dense),
-        layer_map=dict(sp.layer_map),
-        erk_power_scale=sp.erk_power_scale,
-    )
+    return layer_sparsities_from_config(model, cfg.sparsity)
 
 
 def _active_counts(cfg: DictConfig, model: torch.nn.Module, sparsities: dict[str, float]) -> dict[str, int]:

@@ -108,6 +108,11 @@ class TensorLoader:
         self._active = None if indices is None else validate_active(indices, self._images.shape[0])
 
     @property
+    def dataset_size(self) -> int:
+        """Samples in the whole split, whatever subset is active."""
+        return self._images.shape[0]
+
+    @property
     def num_samples(self) -> int:
         """Samples in one pass (the active set; a dropped last batch still counts)."""
         return self._images.shape[0] if self._active is None else int(self._active.numel())

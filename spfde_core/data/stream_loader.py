@@ -169,6 +169,11 @@ class ImageFolderStreamLoader:
         self._active = None if indices is None else validate_active(indices, len(self._dataset))
 
     @property
+    def dataset_size(self) -> int:
+        """Samples in the whole split, whatever subset is active."""
+        return len(self._dataset)
+
+    @property
     def num_samples(self) -> int:
         """Samples in one pass over the active set."""
         return len(self._dataset) if self._active is None else int(self._active.numel())

@@ -35,6 +35,10 @@ class Loader(Protocol):
         """Restrict passes to these original sample indices (None = all). Data sieving's hook."""
 
     @property
+    def dataset_size(self) -> int:
+        """Samples in the whole split, whatever subset is active."""
+
+    @property
     def num_samples(self) -> int:
         """Samples in one pass over the active set."""
 

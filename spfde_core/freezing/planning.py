@@ -32,17 +32,9 @@ def target_active_counts(model: BlockModel, sparsity: DictConfig) -> dict[str, i
     """Active weights per sparse layer at the sparsity method's targets; None when dense."""
     if sparsity.name == "dense" or "target" not in sparsity:
         return None
-    from spfde_core.sparsity.distributions import layer_sparsities
+    from spfde_core.sparsity.distributions import layer_sparsities_from_config
 
-    sparsities = layer_sparsities(
-        model,
-        sparsity.distribution,
-        sparsity.target,
-        layers=sparsity.layers,
-        keep_dense=list(sparsity.keep_dense),
-        layer_map=dict(sparsity.layer_map),
-        erk_power_scale=sparsity.erk_power_scale,
-    )
+    sparsities = layer_sparsities_from_config(model, sparsity)
     sizes = {layer.name: layer.weight.numel() for layer in model.prunable_layers()}
     return {name: round((1 - s) * sizes[name]) for name, s in sparsities.items()}
 

@@ -82,3 +82,16 @@ def overall_sparsity(sparsities: dict[str, float], sizes: dict[str, int]) -> flo
     """Weighted mean sparsity over the listed layers."""
     total = sum(sizes[n] for n in sparsities)
     return sum(sparsities[n] * sizes[n] for n in sparsities) / total if total else math.nan
+
+
+def layer_sparsities_from_config(model: BlockModel, sparsity) -> dict[str, float]:  # noqa: ANN001 - a config node
+    """``layer_sparsities`` with every setting read from a sparse method's config node (``cfg.sparsity``)."""
+    return layer_sparsities(
+        model,
+        sparsity.distribution,
+        sparsity.target,
+        layers=sparsity.layers,
+        keep_dense=list(sparsity.keep_dense),
+        layer_map=dict(sparsity.layer_map),
+        erk_power_scale=sparsity.erk_power_scale,
+    )

@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from spfde_core import atomic
-from spfde_core.sparsity.distributions import layer_sparsities
+from spfde_core.sparsity.distributions import layer_sparsities_from_config
 from spfde_core.sparsity.masks import MaskSet, SparseLayer
 from spfde_core.sparsity.schemes import get_scheme
 from spfde_core.sparsity.schemes.base import Scheme
@@ -88,15 +88,7 @@ class SparseTraining:
         self.method = method
         self.cfg = cfg
         model = state.model
-        targets = layer_sparsities(
-            model,
-            cfg.distribution,
-            cfg.target,
-            layers=cfg.layers,
-            keep_dense=list(cfg.keep_dense),
-            layer_map=dict(cfg.layer_map),
-            erk_power_scale=cfg.erk_power_scale,
-        )
+        targets = layer_sparsities_from_config(model, cfg)
         prunable = model.prunable_layers()
         modules = {layer.name: layer.module for layer in prunable}
         self.masks = MaskSet(modules, targets, {layer.name: layer.block for layer in prunable})

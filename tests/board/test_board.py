@@ -28,7 +28,7 @@ def _rows(repo: Path) -> list[dict[str, str]]:
 
 def test_malformed_record_is_refused_naming_file_and_field(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
-    bad = write_record(repo / "results" / "runs", 0.7, seed=1, **{"results.final_top1": 1.7})
+    write_record(repo / "results" / "runs", 0.7, seed=1, **{"results.final_top1": 1.7})
     with pytest.raises(RecordError, match=r"seed1/metrics.json.*results/final_top1"):
         build_board(repo, plots=False)
 
@@ -104,7 +104,9 @@ def test_paper_value_and_delta_only_where_a_source_exists(tmp_path: Path) -> Non
     write_record(runs, 0.5, profile="cpu", **{"config.data.name": "cifar10", "data.name": "cifar10"})
     build_board(repo, plots=False)
     rows = {(r["entry"], r["profile"]): r for r in _rows(repo)}
-    assert rows["set", "paper"]["paper_top1"] == "70" and float(rows["set", "paper"]["delta_top1"]) == pytest.approx(1.0)
+    assert rows["set", "paper"]["paper_top1"] == "70" and float(rows["set", "paper"]["delta_top1"]) == pytest.approx(
+        1.0
+    )
     assert rows["set", "paper"]["paper_source"] == "Demo Table 1, read from the PDF"
     assert rows["rigl", "paper"]["paper_status"] == "not_found" and rows["rigl", "paper"]["delta_top1"] == ""
     assert rows["set", "cpu"]["delta_top1"] == ""  # a cpu-profile number is never compared with the paper

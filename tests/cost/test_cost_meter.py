@@ -31,7 +31,7 @@ def _fake_state(model: TinyNet) -> SimpleNamespace:
         cfg=cfg,
         model=model,
         device=torch.device("cpu"),
-        train_loader=SimpleNamespace(num_samples=16, _active=None),
+        train_loader=SimpleNamespace(num_samples=16, dataset_size=16),
         test_loader=SimpleNamespace(num_samples=10),
         epoch=0,
         step=0,

@@ -64,8 +64,13 @@ def test_plan_covers_every_smoke_row_and_check_catches_a_stale_plan(tmp_path: Pa
     _run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--check"], repo)
     text = (repo / "params.yaml").read_text().replace("profile: smoke", "profile: cpu", 1)
     (repo / "params.yaml").write_text(text)
-    stale = subprocess.run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--check"], cwd=repo, env=_env(),
-                           capture_output=True, text=True)
+    stale = subprocess.run(
+        [sys.executable, "-m", "spfde_core.cli", "board", "plan", "--check"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert stale.returncode == 2, stale.stderr
     assert "spfde board plan --profile cpu" in stale.stderr
 

@@ -80,11 +80,21 @@ def test_external_method_trains_and_appears_on_the_leaderboard(tmp_path: Path) -
     cli = [sys.executable, "-m", "spfde_core.cli"]
     listed = subprocess.run([*cli, "list", "methods"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
-    assert any(line.split()[:1] == ["fake_static"] and "spfde-fake-plugin" in line for line in listed.stdout.splitlines())
+    assert any(
+        line.split()[:1] == ["fake_static"] and "spfde-fake-plugin" in line for line in listed.stdout.splitlines()
+    )
     train = [
-        *cli, "train", "profile=smoke", "sparsity=fake_static", "sparsity.target=0.5", "train.epochs=1",
-        "run.reproduction=open", "run.row=smoke-fake_static", f"data.prepared_dir={tmp_path / 'prepared'}",
-        f"run.results_dir={tmp_path / 'results' / 'runs'}", f"run.checkpoint_dir={tmp_path / 'ckpt'}",
+        *cli,
+        "train",
+        "profile=smoke",
+        "sparsity=fake_static",
+        "sparsity.target=0.5",
+        "train.epochs=1",
+        "run.reproduction=open",
+        "run.row=smoke-fake_static",
+        f"data.prepared_dir={tmp_path / 'prepared'}",
+        f"run.results_dir={tmp_path / 'results' / 'runs'}",
+        f"run.checkpoint_dir={tmp_path / 'ckpt'}",
     ]
     done = subprocess.run(train, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
