@@ -43,3 +43,25 @@ def test_prepare_shared_cifar10(tmp_path, monkeypatch):
     assert batch.images.shape == (256, 3, 32, 32) and batch.images.dtype == torch.float32
     assert torch.equal(batch.labels, torch.from_numpy(ds.train_labels)[batch.indices])
     assert abs(float(batch.images.mean())) < 0.5  # normalised
+
+    # And the trainer trains a few batches on it (the same prepared folder, through the CLI).
+    from spfde_core.cli import main
+    from spfde_core.records import read_record
+
+    args = [
+        "train",
+        "data=cifar10",
+        "model=resnet20",
+        "model.width=0.25",
+        "train.epochs=1",
+        "train.max_batches_per_epoch=5",
+        f"data.prepared_dir={tmp_path}",
+        f"run.results_dir={tmp_path / 'runs'}",
+        f"run.checkpoint_dir={tmp_path / 'ckpt'}",
+        "run.row=real",
+        "train.progress=false",
+    ]
+    assert main(args) == 0
+    record = read_record(tmp_path / "runs" / "adhoc" / "real" / "seed0")
+    assert record["data"]["content_sha256"] == ds.content_sha256 and record["data"]["num_train"] == 50_000
+    assert 0.0 <= record["results"]["final_top1"] <= 1.0 and record["results"]["epochs"] == 1
