@@ -262,9 +262,12 @@ def render_markdown(
                 )
         claims = [v for v in paper if v.reproduction == name]
         if claims:
-            found = sum(v.status != "not_found" for v in claims)
+            count = {
+                s: sum(v.status == s for v in claims) for s in ("found", "found_range", "qualitative", "not_found")
+            }
             lines += [
-                f"### Paper-reported values ({found} found with a source, {len(claims) - found} not found)",
+                f"### Paper-reported values ({count['found'] + count['found_range']} numbers found with a source, "
+                f"{count['qualitative']} claims without a number, {count['not_found']} not found)",
                 "",
             ]
             rows = []
@@ -280,7 +283,7 @@ def render_markdown(
                         v.entry,
                         v.setting,
                         v.metric + base,
-                        f"{v.shown()} {v.unit}".strip(),
+                        f"{v.shown()} {v.unit}".strip() if v.status.startswith("found") else v.shown(),
                         _f(ours),
                         _f(diff),
                         v.source,

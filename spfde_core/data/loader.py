@@ -136,6 +136,21 @@ class TensorLoader:
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
     def __iter__(self) -> Iterator[Batch]:
+        return self._batches(None)
+
+    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
+        """Rank ``rank``'s piece of every batch of the pass ``__iter__`` makes (distributed training).
+
+        Each batch of b samples is cut into ``world_size`` contiguous pieces, piece r = positions
+        ``[r*b//W, (r+1)*b//W)`` (``spfde_core.distributed.step.shard_bounds``): disjoint, their union
+        in rank order is the batch (last partial batch included; a piece may be empty if b < W), and
+        each sample keeps the augmentation draw of its position in the pass.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        return self._batches((rank, world_size))
+
+    def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
         active = torch.arange(self._images.shape[0]) if self._active is None else self._active
         n = active.numel()
         if self.train:
@@ -151,6 +166,9 @@ class TensorLoader:
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             end = min(start + self.batch_size, stop)
+            if shard is not None:  # distributed: this rank's piece of the global batch (iter_shard)
+                rank, world, b = *shard, end - start
+                start, end = start + b * rank // world, start + b * (rank + 1) // world
             idx = order[start:end]
             x = self._images[idx]
             if self.train:

@@ -42,7 +42,7 @@ from spfde_core.freezing.planning import (
 )
 from spfde_core.freezing.prefix import PrefixFreezing, group_blocks
 from spfde_core.train.callbacks import TrainState
-from spfde_core.train.schedules import LRSchedule
+from spfde_core.train.schedules import LRSchedule, delta_tau
 
 SCHEMES = ("single_shot", "single_shot_resume", "periodic", "delayed_periodic")
 
@@ -55,7 +55,8 @@ class ProgressiveConfig(MethodConfig):
     scheme: str = "single_shot"
     """single_shot, single_shot_resume, periodic or delayed_periodic (SpFDE App. B)."""
     interval_epochs: int | None = None
-    """Epochs between two freezes; null = the sparsity method's update_every_epochs, else 5."""
+    """Epochs between two freezes; null = the sparsity method's update_every_epochs if it sets one, else
+    MEST's interval (5 of 160 epochs) scaled with the run length (``train.schedules.delta_tau``)."""
     layer_fraction: float = 0.667
     """Freeze at most the leading blocks that hold this share of the conv/linear layers (SpFDE: 2/3)."""
     resume_epochs: int = 10
@@ -69,7 +70,8 @@ class ProgressiveConfig(MethodConfig):
 def interval_of(state: TrainState, cfg: ProgressiveConfig) -> int:
     if cfg.interval_epochs is not None:
         return int(cfg.interval_epochs)
-    return int(state.cfg.sparsity.get("update_every_epochs", 5) or 5)
+    epochs = state.cfg.train.epochs
+    return int(state.cfg.sparsity.get("update_every_epochs") or delta_tau(epochs))
 
 
 class FrozenThenResumed:

@@ -46,6 +46,7 @@ from spfde_core.sieving.common import (
 )
 from spfde_core.sieving.tracker import ExampleStats
 from spfde_core.train.callbacks import StepOutput, TrainState
+from spfde_core.train.schedules import delta_tau
 
 UPDATES_FILE = "sieving_updates.csv"
 
@@ -57,8 +58,9 @@ class CircularConfig(MethodConfig):
     name: str = "spfde_circular"
     remove_fraction: float = 0.2
     """y: share of the training set removed at any time, |R| / N (the "y" of SpFDE's "x% + y%")."""
-    update_every_epochs: int = 5
-    """Delta-tau: epochs between updates (= MEST's mask-update interval; SpFDE's value is not given)."""
+    update_every_epochs: int | None = None
+    """Delta-tau: epochs between updates; null = MEST's mask-update interval, 5 of 160 epochs scaled with the
+    run length (``train.schedules.delta_tau``; SpFDE's own value is not given)."""
     swap_fraction: float = 0.1
     """p: share of samples swapped per update, of |P| (swap_fraction_of=partial) or of N (=dataset)."""
     swap_fraction_of: str = "partial"
@@ -170,16 +172,17 @@ class CircularSieving:
 
     def __init__(self, cfg: CircularConfig, state: TrainState) -> None:
         check(0 < cfg.remove_fraction < 1, "remove_fraction", "a number in (0, 1)", cfg.remove_fraction)
-        check(cfg.update_every_epochs >= 1, "update_every_epochs", "an integer >= 1", cfg.update_every_epochs)
+        interval = cfg.update_every_epochs or delta_tau(state.cfg.train.epochs)
+        check(interval >= 1, "update_every_epochs", "null or an integer >= 1", cfg.update_every_epochs)
         check(0 < cfg.swap_fraction <= 1, "swap_fraction", "a number in (0, 1]", cfg.swap_fraction)
         of = cfg.swap_fraction_of
         check(of in ("partial", "dataset"), "swap_fraction_of", "partial or dataset", of)
-        start = cfg.update_every_epochs if cfg.start_epoch is None else cfg.start_epoch
+        start = interval if cfg.start_epoch is None else cfg.start_epoch
         check(start >= 1, "start_epoch", "null or an integer >= 1", cfg.start_epoch)
         self.cfg = cfg
         self.name = cfg.name
         self.seed = int(state.cfg.run.seed)
-        self.interval = int(cfg.update_every_epochs)
+        self.interval = int(interval)
         self.start_epoch = int(start)
         self.num_samples = training_set_size(state)
         num_removed = count_of(cfg.remove_fraction, self.num_samples)

@@ -3,7 +3,8 @@
 Reference notes Sec. 1 (read from the code, commit a428026):
 
 - initial mask: the top-|w| of the fresh initialisation at the target ("hardening", Sec. 1.2);
-- Elastic Mutation every ``update_every_epochs`` (5) epochs *from epoch 0*, at the start of the
+- Elastic Mutation every ``update_every_epochs`` (5 of 160 epochs; by default scaled with the run
+  length, see ``delta_tau``) epochs *from epoch 0*, at the start of the
   epoch: prune every sparse layer to the phase's ``lower`` ("prune-to") sparsity by importance, then
   grow uniformly random zero positions up to the phase's ``upper`` ("grow-to") sparsity; grown
   weights start at exactly zero (Sec. 1.4, 1.6);
@@ -37,6 +38,7 @@ from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
 from spfde_core.sparsity.static import initial_masks
+from spfde_core.train.schedules import delta_tau
 
 
 @dataclass
@@ -48,8 +50,9 @@ class MESTConfig(SparseConfig):
     """Grow-to sparsity per phase; null derives it from the target."""
     phase_fractions: list[float] = field(default_factory=lambda: [0.5625, 0.75])
     """Phase boundaries as fractions of training (MEST: epochs 90 and 120 of 160)."""
-    update_every_epochs: int = 5
-    """Mutation interval in epochs (MEST's sp_mask_update_freq)."""
+    update_every_epochs: int | None = None
+    """Mutation interval in epochs (MEST's sp_mask_update_freq); null = 5 at 160 epochs, scaled with the run
+    length (``train.schedules.delta_tau``)."""
     importance_lambda: float = 0.0
     """lambda of the paper's |w| + lambda |grad| importance; 0 = the official code's |w|."""
     init: str = "magnitude"
@@ -82,6 +85,7 @@ class MEST:
         self.base_targets: dict[str, float] = {}
         self.last_grads: dict[str, torch.Tensor] = {}
         self.steps_in_epoch = 0
+        self.interval = cfg.update_every_epochs
 
     def init_masks(self, ctx: SparseContext) -> None:
         self.base_targets = {layer.name: layer.target for layer in ctx.masks}
@@ -95,10 +99,14 @@ class MEST:
         base = self.base_targets[layer_name]
         return 1 - (1 - base) * (1 - bound) / (1 - self.cfg.target)
 
+    def every(self, ctx: SparseContext) -> int:
+        return self.cfg.update_every_epochs or delta_tau(ctx.state.cfg.train.epochs)
+
     def on_epoch_start(self, ctx: SparseContext) -> bool:
         self.steps_in_epoch = 0
         epoch = ctx.state.epoch
-        if epoch % self.cfg.update_every_epochs:
+        self.interval = self.every(ctx)
+        if epoch % self.interval:
             return False
         p = self.phase(ctx, epoch)
         for i, layer in enumerate(ctx.masks):
@@ -119,7 +127,7 @@ class MEST:
         if (
             self.cfg.importance_lambda
             and self.steps_in_epoch == ctx.batches_per_epoch
-            and next_epoch % self.cfg.update_every_epochs == 0
+            and next_epoch % self.every(ctx) == 0
         ):
             self.last_grads = {layer.name: layer.weight.grad.detach().clone() for layer in ctx.masks}
         return False
@@ -129,7 +137,7 @@ class MEST:
             "lower": self.lower,
             "upper": self.upper,
             "phase_fractions": list(self.cfg.phase_fractions),
-            "update_every_epochs": self.cfg.update_every_epochs,
+            "update_every_epochs": self.interval,
             "first_mutation_epoch": 0,
             "importance": "|w|" if not self.cfg.importance_lambda else "|w| + lambda*|grad of last step|",
             "importance_lambda": self.cfg.importance_lambda,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from spfde_core import provenance, records
+from spfde_core import distributed, provenance, records
 from spfde_core.config import ConfigError, config_hash, non_default_values, validate
 from spfde_core.cost import CostMeter
 from spfde_core.freezing import FREEZING_METHODS
@@ -88,13 +89,28 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             f"(final top-1 {previous['results']['final_top1']:.4f}); pass --force or run.force=true "
             "to train it again and replace that record"
         )
-    if cfg.run.force and paths.work_dir.exists():
-        shutil.rmtree(paths.work_dir)  # start over: a stale checkpoint would be resumed otherwise
-
     device = resolve_device(cfg.train.device)
-    data = build_data(cfg, device)  # also checks batch size against the dataset: before compute
+    # Distributed (torchrun, docs/distributed.md): None in a single-process run, which is unchanged.
+    # Rank 0 alone deletes, writes and logs; every rank reads the same checkpoint on resume.
+    dist_ctx, device = distributed.setup(device)
+    main = dist_ctx is None or dist_ctx.is_main
+    if not main:
+        log.setLevel(logging.WARNING)
+    if cfg.run.force and paths.work_dir.exists() and main:
+        shutil.rmtree(paths.work_dir)  # start over: a stale checkpoint would be resumed otherwise
+    if dist_ctx is not None:
+        dist_ctx.barrier()  # nobody looks for a checkpoint before rank 0 removed a stale one
+
+    if dist_ctx is None:
+        data = build_data(cfg, device)  # also checks batch size against the dataset: before compute
+    else:
+        with dist_ctx.main_first():  # rank 0 generates synthetic data once
+            data = build_data(cfg, device)
+        if not hasattr(data.train, "iter_shard"):
+            raise ConfigError(f"data={cfg.data.name}: its loader cannot be sharded over ranks yet (in-memory only)")
     torch.manual_seed(cfg.run.seed)
     model = build_model_for(cfg, data.record["num_classes"], device)
+    sync_bn = distributed.convert_batchnorm(model) if dist_ctx is not None else 0  # global-batch BN statistics
     optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs)
     state = TrainState(cfg, model, optimizer, schedules, data.train, data.test, device, started_at=_now())
 
@@ -114,26 +130,37 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     callbacks = CallbackList(
         [
             *methods,
+            *([distributed.RankConsistency(dist_ctx)] if dist_ctx is not None else []),
             *extra_callbacks,
             CostMeter(),  # after the methods: it reads their masks, frozen prefix and cost events
-            ProgressBar(cfg.train.progress),
-            CurveWriter(paths.work_dir),
-            checkpointer,
+            # I/O on rank 0 only (none of these has checkpointed state, so every rank's list matches)
+            *([ProgressBar(cfg.train.progress), CurveWriter(paths.work_dir), checkpointer] if main else []),
         ]
     )
     checkpointer.callbacks = callbacks
     if not resume(paths.checkpoint, chash, state, callbacks):
         log.info("run %s (config %s) -> %s", paths.run_dir, chash, paths.record)
-    forward = torch.compile(model) if cfg.train.compile else model
+    forward = model if dist_ctx is None else distributed.wrap(model, dist_ctx, device, cfg)
+    forward = torch.compile(forward) if cfg.train.compile else forward
 
-    train(state, callbacks, forward)
+    train(state, callbacks, forward, dist_ctx)
 
     record = build_record(cfg, chash, paths, state, data.record)
-    records.write_curve(paths.run_dir, state.history)
+    if dist_ctx is not None:
+        record["distributed"] = distributed.distributed_block(dist_ctx, cfg, sync_bn)
+    # Other ranks build the same record (returned, for tests) with side files in a throwaway folder.
+    side_dir = paths.run_dir if main else Path(tempfile.mkdtemp(prefix=f"spfde-rank{dist_ctx.rank}-"))
+    if main:
+        records.write_curve(paths.run_dir, state.history)
     for callback in callbacks.callbacks:
         if hasattr(callback, "record"):  # methods add their blocks (and side files) to the record
-            record.update(callback.record(state, paths.run_dir))
+            record.update(callback.record(state, side_dir))
+    if not main:
+        shutil.rmtree(side_dir, ignore_errors=True)
+        distributed.teardown(dist_ctx)
+        return record
     records.write_record(paths.run_dir, record)
+    distributed.teardown(dist_ctx)
     log.info(
         "final top-1 %.4f (best %.4f) -> %s",
         record["results"]["final_top1"],

@@ -52,3 +52,17 @@ class LRSchedule:
     def ending_at(self, total_epochs: float) -> LRSchedule:
         """The same schedule compressed to end at ``total_epochs`` (a block's freeze epoch)."""
         return replace(self, total_epochs=total_epochs)
+
+
+MEST_INTERVAL_EPOCHS = 5
+"""MEST's mask-update interval (``sp_mask_update_freq``) in its 160-epoch CIFAR recipe."""
+MEST_EPOCHS = 160
+
+
+def delta_tau(epochs: int) -> int:
+    """Default interval (SpFDE's Delta-tau) for a run of ``epochs``: MEST's 5 of 160 epochs, scaled.
+
+    At the paper's 160 epochs this is exactly 5; a 30-epoch run mutates, sieves and freezes every
+    epoch (round(0.94) = 1), so a reduced budget keeps the same number of intervals per run.
+    """
+    return max(1, round(MEST_INTERVAL_EPOCHS * epochs / MEST_EPOCHS))

@@ -94,3 +94,12 @@ def test_dvc_repro_runs_the_smoke_pipeline_then_has_nothing_to_do(tmp_path: Path
     again = _run([DVC, "repro"], repo)
     assert "Running stage" not in again, again
     assert "up to date" in _run([DVC, "status"], repo)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_every_planned_row_composes_and_validates(profile: str) -> None:
+    from spfde_core.board.pipeline import plan
+
+    params = plan(ROOT, profile)  # raises PlanError naming the row whose config fails
+    assert all(f"profile={profile}" in item["args"] for item in params["runs"].values())
