@@ -154,10 +154,13 @@ def test_data_and_gradient_driven_masks_agree_with_single_process(method, tmp_pa
         "data.synthetic.num_test=32",
         "train.epochs=1",
         f"sparsity={method}",
+        *(["sparsity.update_interval_steps=1"] if method == "rigl" else []),  # an update every step
     ]
     dist = spawn_run([*base, *_dirs(tmp_path, "dist")], tmp_path / "out")
     single = single_run([*base, *_dirs(tmp_path, "single")])
     digests = [r["probe"]["mask_digests"] for r in dist]
     assert digests[0] == digests[1] == single["probe"]["mask_digests"]
+    if method == "rigl":
+        assert len({d for _, d in digests[0]}) > 1  # the masks did change during the epoch
     d, s = dist[0]["record"]["results"], single["record"]["results"]
     assert d["final_train_loss"] == pytest.approx(s["final_train_loss"], rel=1e-4)
