@@ -92,7 +92,9 @@ def test_blockwise_cosine_lr_ends_at_each_block_freeze_epoch(smoke_overrides) ->
 def test_masks_of_frozen_blocks_do_not_mutate(smoke_overrides) -> None:
     probe = FreezeProbe()
     run_training(_cfg(smoke_overrides), extra_callbacks=[probe])  # weight_mask is a buffer: in state_dict
-    assert any("weight_mask" in name for snap in probe.snapshots.values() for name in snap) or probe.snapshots
+    # The probe compared every frozen block's state dict, masks included, after every later step;
+    # make sure a block holding masks was among them (the stem alone has none).
+    assert any(name.endswith("weight_mask") for snap in probe.snapshots.values() for name in snap)
 
 
 @pytest.mark.parametrize("scheme", ["single_shot_resume", "periodic", "delayed_periodic"])
