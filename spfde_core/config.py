@@ -103,6 +103,8 @@ class TrainConfig:
     """Evaluate on the test split every N epochs (and always after the last one)."""
     progress: bool = True
     """Show a per-epoch progress bar on a terminal (never in logs)."""
+    update_impl: str = "auto"
+    """Masked SGD update: auto (fused where available, else eager), fused (fail if unavailable) or eager."""
 
 
 @dataclass
@@ -162,6 +164,7 @@ NON_SEMANTIC_KEYS = (
     "train.compile",
     "train.device",
     "train.progress",
+    "train.update_impl",  # fused and eager updates agree to float tolerance (docs/fused_update.md)
 )
 
 
@@ -281,6 +284,8 @@ def validate(cfg: DictConfig) -> None:
         "null or an integer >= 1",
         t.max_batches_per_epoch,
     )
+    impls = ("auto", "fused", "eager")
+    _check(t.update_impl in impls, "train.update_impl", "one of auto, fused, eager", t.update_impl)
     _check(t.eval_every_epochs >= 1, "train.eval_every_epochs", "an integer >= 1", t.eval_every_epochs)
 
     for axis, registry in (

@@ -49,6 +49,7 @@ def test_profiles_set_their_budget() -> None:
         ("sparsity.name=unknown", "sparsity.name"),
         ("data.source=ftp", "data.source"),
         ("run.row=a/b", "run.row"),
+        ("train.update_impl=triton", "train.update_impl"),
     ],
 )
 def test_invalid_values_name_the_field(override: str, field: str) -> None:
@@ -73,6 +74,7 @@ def test_hash_ignores_non_semantic_fields_and_tracks_semantic_ones() -> None:
     base = config_hash(load_config([]))
     assert config_hash(load_config(["run.results_dir=/elsewhere", "train.progress=false"])) == base
     assert config_hash(load_config(["data.path=/some/archive.tar.gz", "train.device=cpu"])) == base
+    assert config_hash(load_config(["train.update_impl=eager"])) == base
     assert config_hash(load_config(["optim.lr=0.05"])) != base
     assert config_hash(load_config(["run.seed=1"])) != base
 
