@@ -1,0 +1,220 @@
+"""Sparse convolution for training: forward, input gradient and weight gradient at the active weights only.
+
+A masked dense layer computes ``conv(x, w * m)`` with dense kernels, so 90% sparsity saves nothing.
+Here the weight is kept as CSR rows grouped by (output channel, tap) and the three products of a
+training step run in native AVX-512 kernels (``csrc/spconv.cpp``, docs/sparse_kernels.md):
+
+- forward ``y = W_s * x`` (sparse weight x dense activation),
+- input gradient ``dx = W_s^T * dy`` (the same kernel on the transposed, tap-flipped weight),
+- weight gradient ``dW = (dy x^T) . m``, a sampled dense-dense product computed only where ``m`` is 1
+  (the gradient at inactive positions is exactly zero, as the masked dense path's after masking).
+
+The sparsity structure (CSR indices of both orientations) is rebuilt only when the mask changes
+(``mask._version``); the values are gathered from the live weight at every call, so the optimizer
+updates the ordinary dense ``weight`` parameter and checkpoints are unchanged.
+
+Supported: 2-D convolution with stride 1, dilation 1, groups 1, square odd kernel with "same"
+padding, H*W a multiple of 16, fp32 or bf16 activations, and linear layers (a 1x1 convolution over
+a batch of 16k samples). Anything else reports why via :func:`unsupported_reason`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spfde_core.ops import native
+
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16)
+
+
+@dataclass
+class SparsePlan:
+    """The structure of one masked weight: forward and transposed CSR, plus the geometry tables."""
+
+    version: tuple[int, int]  # (id of the mask tensor, its _version) the plan was built from
+    nnz: int
+    k: int
+    fwd_rowptr: torch.Tensor  # int32 [Co*K2 + 1]
+    fwd_cidx: torch.Tensor  # int32 [nnz]: input channel
+    fwd_flat: torch.Tensor  # int64 [nnz]: index into weight.flatten()
+    bwd_rowptr: torch.Tensor  # int32 [Ci*K2 + 1], grouped by (input channel, flipped tap)
+    bwd_cidx: torch.Tensor  # int32 [nnz]: output channel
+    bwd_flat: torch.Tensor  # int64 [nnz]
+
+
+def build_plan(mask: torch.Tensor) -> SparsePlan:
+    """CSR structure of a (Co, Ci, k, k) conv or (out, in) linear bool mask in both orientations.
+
+    Entries are sorted (rows, then channel), so the plan and the kernels' summation order are deterministic.
+    """
+    if mask.dim() == 2:
+        mask = mask[:, :, None, None]
+    co_n, ci_n, k, _ = mask.shape
+    k2 = k * k
+    m = mask.detach().to("cpu", torch.bool).contiguous().view(co_n, ci_n, k2)
+    co, ci, tap = m.nonzero(as_tuple=True)
+    flat = (co * ci_n + ci) * k2 + tap
+    # forward: rows (co, tap), entries by input channel
+    key = (co * k2 + tap) * ci_n + ci
+    order = torch.argsort(key)
+    fwd_rows = (co * k2 + tap)[order]
+    fwd_rowptr = _rowptr(fwd_rows, co_n * k2)
+    # transposed: rows (ci, flipped tap), entries by output channel
+    flipped = k2 - 1 - tap
+    key_t = (ci * k2 + flipped) * co_n + co
+    order_t = torch.argsort(key_t)
+    bwd_rows = (ci * k2 + flipped)[order_t]
+    return SparsePlan(
+        version=(id(mask), mask._version),
+        nnz=int(flat.numel()),
+        k=k,
+        fwd_rowptr=fwd_rowptr,
+        fwd_cidx=ci[order].to(torch.int32).contiguous(),
+        fwd_flat=flat[order].contiguous(),
+        bwd_rowptr=_rowptr(bwd_rows, ci_n * k2),
+        bwd_cidx=co[order_t].to(torch.int32).contiguous(),
+        bwd_flat=flat[order_t].contiguous(),
+    )
+
+
+def _rowptr(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
+    counts = torch.bincount(rows, minlength=num_rows)
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).to(torch.int32).contiguous()
+
+
+_GEOMETRY: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def geometry(h: int, w: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shift[K2] int32, masks[HW/16 * K2] uint16): per tap the flat offset, per chunk and tap the lanes inside."""
+    key = (h, w, k)
+    if key not in _GEOMETRY:
+        pad = k // 2
+        dh = torch.arange(k).repeat_interleave(k) - pad
+        dw = torch.arange(k).repeat(k) - pad
+        shift = (dh * w + dw).to(torch.int32)
+        p = torch.arange(h * w)
+        rows, cols = p // w, p % w
+        inside = ((rows[:, None] + dh) >= 0) & ((rows[:, None] + dh) < h)
+        inside &= ((cols[:, None] + dw) >= 0) & ((cols[:, None] + dw) < w)  # [HW, K2]
+        lanes = inside.view(h * w // 16, 16, k * k).to(torch.int64)
+        bits = (lanes << torch.arange(16)[None, :, None]).sum(1)  # [chunks, K2]
+        _GEOMETRY[key] = (shift.contiguous(), bits.to(torch.int32).to(torch.uint16).contiguous())
+    return _GEOMETRY[key]
+
+
+def unsupported_reason(module: nn.Module, input_hw: tuple[int, int] | None = None) -> str | None:
+    """None if the sparse kernels can run this layer (on this input size); else why not."""
+    if isinstance(module, nn.Linear):
+        return None
+    if not isinstance(module, nn.Conv2d):
+        return f"{type(module).__name__} is not Conv2d or Linear"
+    k = module.kernel_size
+    if k[0] != k[1] or k[0] % 2 == 0:
+        return f"kernel {k} is not square and odd"
+    if module.stride != (1, 1) or module.dilation != (1, 1) or module.groups != 1:
+        return f"stride {module.stride}, dilation {module.dilation}, groups {module.groups} (needs 1, 1, 1)"
+    if module.padding != (k[0] // 2, k[0] // 2) or module.padding_mode != "zeros":
+        return f"padding {module.padding} ({module.padding_mode}) is not 'same' zero padding"
+    if module.bias is not None:
+        return "has a bias"
+    if input_hw is not None and (input_hw[0] * input_hw[1]) % 16:
+        return f"input {input_hw[0]}x{input_hw[1]}: H*W is not a multiple of 16"
+    return None
+
+
+def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _product(x: torch.Tensor, rowptr: torch.Tensor, cidx: torch.Tensor, vals: torch.Tensor, c_out: int, k: int):
+    """out[n, r, p] = sum over CSR row r's entries (tap, c, v) of v * x[n, c, p + shift[tap]] (zero padded)."""
+    n, c_in, h, w = x.shape
+    out = torch.empty((n, c_out, h, w), dtype=x.dtype)
+    shift, masks = geometry(h, w, k)
+    args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(rowptr), _ptr(cidx))
+    if x.dtype == torch.float64:
+        native.load().spconv_forward_f64(_ptr(x), _ptr(out), *args, _ptr(vals.double().contiguous()))
+    else:
+        bf16 = int(x.dtype == torch.bfloat16)
+        vals = vals.float().contiguous()
+        native.load().spconv_forward(_ptr(x), bf16, _ptr(out), bf16, *args, _ptr(vals), torch.get_num_threads())
+    return out
+
+
+def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
+    """dW at the plan's forward entries: sum over images and pixels of dy[co] * x[ci] shifted by the tap."""
+    n, c_in, h, w = x.shape
+    shift, masks = geometry(h, w, plan.k)
+    args = (n, c_in, dy.shape[1], h * w, plan.k * plan.k, _ptr(shift), _ptr(masks))
+    args += (_ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx))
+    if x.dtype == torch.float64:
+        out = torch.empty(plan.nnz, dtype=torch.float64)
+        native.load().spconv_wgrad_f64(_ptr(x), _ptr(dy.double().contiguous()), *args, _ptr(out))
+        return out
+    out = torch.empty(plan.nnz, dtype=torch.float32)
+    x_bf16, dy_bf16 = int(x.dtype == torch.bfloat16), int(dy.dtype == torch.bfloat16)
+    native.load().spconv_wgrad(_ptr(x), x_bf16, _ptr(dy), dy_bf16, *args, _ptr(out), torch.get_num_threads())
+    return out
+
+
+class SparseConv2dFunction(torch.autograd.Function):
+    """``conv2d(x, weight * mask)`` (stride 1, same padding) with sparse forward, input and weight gradients.
+
+    Activations may be float32 or bfloat16 (AVX-512 kernels, float32 accumulation) or float64 (a
+    scalar path with the same indexing, for gradcheck). The output has the input's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, plan: SparsePlan) -> torch.Tensor:  # type: ignore[override]
+        if x.dtype not in (*_FLOAT_DTYPES, torch.float64):
+            raise TypeError(f"sparse_conv2d: activations must be float32, bfloat16 or float64, got {x.dtype}")
+        x = x.contiguous()
+        vals = weight.detach().flatten()[plan.fwd_flat]
+        y = _product(x, plan.fwd_rowptr, plan.fwd_cidx, vals, weight.shape[0], plan.k)
+        ctx.save_for_backward(x, weight)
+        ctx.plan = plan
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        plan: SparsePlan = ctx.plan
+        dy = dy.to(x.dtype).contiguous()
+        dx = dweight = None
+        if ctx.needs_input_grad[0]:
+            vals_t = weight.detach().flatten()[plan.bwd_flat]
+            dx = _product(dy, plan.bwd_rowptr, plan.bwd_cidx, vals_t, x.shape[1], plan.k)
+        if ctx.needs_input_grad[1]:
+            flat = torch.zeros(weight.numel(), dtype=weight.dtype)
+            flat[plan.fwd_flat] = _sampled(x, dy, plan).to(weight.dtype)
+            dweight = flat.view(weight.shape)
+            if weight.dim() == 4 and not weight.is_contiguous():  # keep the parameter's memory format
+                dweight = dweight.contiguous(memory_format=torch.channels_last)
+        return dx, dweight, None
+
+
+def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
+    """Differentiable ``conv2d(x, weight * mask, padding=k//2)`` using the plan's mask."""
+    return SparseConv2dFunction.apply(x, weight, plan)
+
+
+def sparse_linear(x: torch.Tensor, weight: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
+    """Differentiable ``x @ (weight * mask).T`` for x (B, in) with B a multiple of 16: a 1x1 sparse
+    convolution over one "image" whose B pixels are the samples."""
+    b, i = x.shape
+    as_image = x.t().reshape(1, i, 1, b)
+    y = SparseConv2dFunction.apply(as_image, weight.view(weight.shape[0], i, 1, 1), plan)
+    return y.reshape(weight.shape[0], b).t()
+
+
+def masked_dense_reference(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the sparse kernels compute, with dense kernels (the masked dense path)."""
+    if weight.dim() == 2:
+        return F.linear(x, weight * mask)
+    return F.conv2d(x, weight * mask, padding=weight.shape[-1] // 2)
