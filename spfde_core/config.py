@@ -105,6 +105,12 @@ class TrainConfig:
     """Show a per-epoch progress bar on a terminal (never in logs)."""
     update_impl: str = "auto"
     """Masked SGD update: auto (fused where available, else eager), fused (fail if unavailable) or eager."""
+    sparse_kernels: str = "auto"
+    """Sparse layers on the sparse CPU kernels (docs/sparse_kernels.md): auto (where supported and the
+    layer's sparsity >= sparse_kernel_min_sparsity), on (every supported sparse layer; fail if the
+    kernels cannot load) or off (masked dense layers)."""
+    sparse_kernel_min_sparsity: float = 0.95
+    """auto: lowest layer sparsity that uses the sparse kernels (from benchmarks/sparse_kernels.py)."""
 
 
 @dataclass
@@ -165,6 +171,8 @@ NON_SEMANTIC_KEYS = (
     "train.device",
     "train.progress",
     "train.update_impl",  # fused and eager updates agree to float tolerance (docs/fused_update.md)
+    "train.sparse_kernels",  # sparse kernels and masked dense layers agree to float tolerance
+    "train.sparse_kernel_min_sparsity",
 )
 
 
@@ -286,6 +294,14 @@ def validate(cfg: DictConfig) -> None:
     )
     impls = ("auto", "fused", "eager")
     _check(t.update_impl in impls, "train.update_impl", "one of auto, fused, eager", t.update_impl)
+    kernels = ("auto", "on", "off")
+    _check(t.sparse_kernels in kernels, "train.sparse_kernels", "one of auto, on, off", t.sparse_kernels)
+    _check(
+        0.0 <= t.sparse_kernel_min_sparsity <= 1.0,
+        "train.sparse_kernel_min_sparsity",
+        "a sparsity in [0, 1]",
+        t.sparse_kernel_min_sparsity,
+    )
     _check(t.eval_every_epochs >= 1, "train.eval_every_epochs", "an integer >= 1", t.eval_every_epochs)
 
     for axis, registry in (
