@@ -123,9 +123,17 @@ def unsupported_reason(module: nn.Module, input_hw: tuple[int, int] | None = Non
         return f"padding {module.padding} ({module.padding_mode}) is not 'same' zero padding"
     if module.bias is not None:
         return "has a bias"
-    if input_hw is not None and (input_hw[0] * input_hw[1]) % 16:
-        return f"input {input_hw[0]}x{input_hw[1]}: H*W is not a multiple of 16"
+    if input_hw is not None and not _tileable(*input_hw):
+        return f"input {input_hw[0]}x{input_hw[1]}: needs H*W a multiple of 16 and W a multiple or divisor of 16"
     return None
+
+
+def _tileable(h: int, w: int) -> bool:
+    """The geometry rule of csrc/spconv.cpp's tiling (8 chunks of 16 pixels per tile)."""
+    if (h * w) % 16 or not (w % 16 == 0 or 16 % w == 0):
+        return False
+    chunks = h * w // 16
+    return chunks % 8 == 0 and (8 * 16) % w == 0 if chunks >= 8 else 8 % chunks == 0
 
 
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
@@ -136,31 +144,49 @@ def _product(x: torch.Tensor, rowptr: torch.Tensor, cidx: torch.Tensor, vals: to
     """out[n, r, p] = sum over CSR row r's entries (tap, c, v) of v * x[n, c, p + shift[tap]] (zero padded)."""
     n, c_in, h, w = x.shape
     out = torch.empty((n, c_out, h, w), dtype=x.dtype)
-    shift, masks = geometry(h, w, k)
-    args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(rowptr), _ptr(cidx))
     if x.dtype == torch.float64:
+        shift, masks = geometry(h, w, k)
+        args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(rowptr), _ptr(cidx))
         native.load().spconv_forward_f64(_ptr(x), _ptr(out), *args, _ptr(vals.double().contiguous()))
-    else:
-        bf16 = int(x.dtype == torch.bfloat16)
-        vals = vals.float().contiguous()
-        native.load().spconv_forward(_ptr(x), bf16, _ptr(out), bf16, *args, _ptr(vals), torch.get_num_threads())
+        return out
+    bf16 = int(x.dtype == torch.bfloat16)
+    vals = vals.float().contiguous()
+    status = native.load().spconv_forward(
+        _ptr(x), bf16, _ptr(out), bf16, n, c_in, c_out, h, w, k, _ptr(rowptr), _ptr(cidx), _ptr(vals),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, x.shape, k)
     return out
 
 
 def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
     """dW at the plan's forward entries: sum over images and pixels of dy[co] * x[ci] shifted by the tap."""
     n, c_in, h, w = x.shape
-    shift, masks = geometry(h, w, plan.k)
-    args = (n, c_in, dy.shape[1], h * w, plan.k * plan.k, _ptr(shift), _ptr(masks))
-    args += (_ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx))
+    c_out, k = dy.shape[1], plan.k
     if x.dtype == torch.float64:
+        shift, masks = geometry(h, w, k)
+        args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx))
         out = torch.empty(plan.nnz, dtype=torch.float64)
         native.load().spconv_wgrad_f64(_ptr(x), _ptr(dy.double().contiguous()), *args, _ptr(out))
         return out
     out = torch.empty(plan.nnz, dtype=torch.float32)
     x_bf16, dy_bf16 = int(x.dtype == torch.bfloat16), int(dy.dtype == torch.bfloat16)
-    native.load().spconv_wgrad(_ptr(x), x_bf16, _ptr(dy), dy_bf16, *args, _ptr(out), torch.get_num_threads())
+    status = native.load().spconv_wgrad(
+        _ptr(x), x_bf16, _ptr(dy), dy_bf16, n, c_in, c_out, h, w, k, _ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx),
+        _ptr(out), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, x.shape, k)
     return out
+
+
+def _check(status: int, shape: torch.Size, k: int) -> None:
+    if status != 0:
+        raise ValueError(f"sparse kernels: unsupported input {tuple(shape)} with kernel {k} (see unsupported_reason)")
+
+
+def kernel_supports(n: int, c: int, h: int, w: int, k: int) -> bool:
+    """Whether the AVX-512 kernels tile this geometry: H*W a multiple of 16 and W a multiple or divisor of 16."""
+    return bool(native.load().spconv_supported(n, c, h, w, k))
 
 
 class SparseConv2dFunction(torch.autograd.Function):
@@ -205,12 +231,18 @@ def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, plan: SparsePlan) -> to
 
 
 def sparse_linear(x: torch.Tensor, weight: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
-    """Differentiable ``x @ (weight * mask).T`` for x (B, in) with B a multiple of 16: a 1x1 sparse
-    convolution over one "image" whose B pixels are the samples."""
+    """Differentiable ``x @ (weight * mask).T`` for x (B, in): a 1x1 sparse convolution over one
+    "image" whose pixels are the samples (B zero-padded to 16, 32, 64 or a multiple of 128, the
+    sizes the kernels tile)."""
     b, i = x.shape
-    as_image = x.t().reshape(1, i, 1, b)
+    padded = next((size for size in (16, 32, 64) if b <= size), -(-b // 128) * 128)
+    columns = torch.zeros(i, padded, dtype=x.dtype) if padded != b else None
+    if columns is None:
+        as_image = x.t().reshape(1, i, padded // 16, 16)
+    else:
+        as_image = torch.cat([x.t(), columns[:, b:]], dim=1).reshape(1, i, padded // 16, 16)
     y = SparseConv2dFunction.apply(as_image, weight.view(weight.shape[0], i, 1, 1), plan)
-    return y.reshape(weight.shape[0], b).t()
+    return y.reshape(weight.shape[0], padded)[:, :b].t()
 
 
 def masked_dense_reference(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

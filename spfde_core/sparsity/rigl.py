@@ -142,6 +142,10 @@ class RigL:
     def drop_fraction(self, step: int, end_step: float) -> float:
         return scheduled_fraction(self.cfg.drop_fraction, self.cfg.drop_fraction_schedule, step, end_step)
 
+    def needs_dense_gradient(self, ctx: SparseContext) -> bool:
+        """Update steps read the dense gradient (sparse kernels give it only at active weights)."""
+        return is_update_step(ctx.state.step, self.cfg.update_interval_steps, self.end_step(ctx))
+
     def after_backward(self, ctx: SparseContext) -> bool:
         step, end = ctx.state.step, self.end_step(ctx)
         if not is_update_step(step, self.cfg.update_interval_steps, end):

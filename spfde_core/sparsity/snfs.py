@@ -165,6 +165,10 @@ class SNFS:
                 return group
         raise KeyError("sparse weight not found in the optimizer's parameter groups")
 
+    def needs_dense_gradient(self, ctx: SparseContext) -> bool:
+        """Every step: the dense momentum reads the full gradient (so sparse kernels are never used)."""
+        return True
+
     @torch.no_grad()
     def after_backward(self, ctx: SparseContext) -> bool:
         for layer in ctx.masks:

@@ -1,27 +1,24 @@
 // Sparse convolution kernels for training on CPU (AVX-512 + OpenMP); see docs/sparse_kernels.md.
 //
-// Layout: activations are NCHW, contiguous, fp32 or bf16; H*W must be a multiple of 16 so that one
-// 512-bit vector holds 16 consecutive pixels of one channel plane. The weight is sparse, stride 1,
-// "same" padding (k odd, pad = k/2), and given as CSR rows grouped by (output channel, tap):
+// Layout: activations are NCHW, contiguous, float32 or bfloat16 (stored as uint16). The weight is
+// sparse, stride 1, "same" padding (k odd, pad = k/2), given as CSR rows grouped by (row, tap):
 //
-//   rowptr[co * K2 + tap] .. rowptr[co * K2 + tap + 1]   entries of output channel co at tap
-//   cidx[j]   input channel of entry j            vals[j]   its weight
+//   rowptr[r * K2 + tap] .. rowptr[r * K2 + tap + 1]   entries of row r at tap = kh * k + kw
+//   cidx[j]   the channel entry j reads               vals[j]   its weight
 //
-// where tap = kh * k + kw and shift[tap] = (kh - pad) * W + (kw - pad) is the flat pixel offset the
-// tap reads. Pixels whose shifted position falls outside the image are zero padding: the masks table
-// holds, per 16-pixel chunk c and tap, the lanes that read inside (masked loads never touch the
-// others, so reading "before" or "after" a plane is safe).
+//   forward         y[n, co, h, w] = sum_{j in row co} vals[j] * x[n, cidx[j], h + kh - pad, w + kw - pad]
+//   input gradient  the same product with the transposed weight grouped by the flipped tap (the
+//                   caller passes that CSR), applied to dy
+//   weight gradient dW[j] = sum_{n, h, w} dy[n, co, h, w] * x[n, cidx[j], h + kh - pad, w + kw - pad],
+//                   computed only at the active entries (a sampled dense-dense product, SDDMM)
 //
-//   y[n, co, p] = sum_{tap, j in row(co, tap)} vals[j] * x[n, cidx[j], p + shift[tap]]     (forward)
+// Work is cut into tiles of T = 8 chunks of 16 output pixels (rows of one image, or whole small
+// images); per tile the input rows it reads are packed once into a per-thread float32 buffer (see
+// Tiling), then every output channel's entries stream over that buffer: one 16-lane FMA per entry
+// and chunk, with 8 accumulators in registers. Each 512-bit FMA needs one (usually cache-line
+// split) load, so the kernels are bound by L1 load bandwidth, not by the FMA units (docs).
 //
-// The input gradient is the same product with the transposed weight grouped by the flipped tap
-// (shift -> -shift), so spconv_forward computes it too. The weight gradient is a sampled
-// dense-dense product (SDDMM): only the active entries are computed,
-//
-//   dW[j] = sum_{n, p} dy[n, co(j), p] * x[n, cidx[j], p + shift[tap(j)]].
-//
-// Work is split over tiles of T chunks of the (image, chunk) sequence, so each thread streams the
-// activations once while the weights (small) stay in cache.
+// A float64 scalar path (same CSR, shifts and lane masks) exists for gradcheck.
 
 #include <immintrin.h>
 #include <omp.h>
@@ -34,130 +31,258 @@ namespace {
 
 constexpr int T = 8;  // chunks (of 16 pixels) per tile: 8 independent accumulators hide FMA latency
 
-inline __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load(const uint16_t* p, __mmask16 m) {
-  __m256i h = _mm256_maskz_loadu_epi16(m, p);
+inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load(const uint16_t* p) {
+  __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-inline __m512 load_full(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load_full(const uint16_t* p) { return load(p, 0xFFFF); }
 inline void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
 inline void store(uint16_t* p, __m512 v) {
   // round to nearest even, as PyTorch's float -> bfloat16 conversion
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
 }
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t v) {
+  uint32_t bits = uint32_t(v) << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
 
-struct Geometry {
-  int N, Ci, Co, HW, nch, K2;
-  const int32_t* shift;   // [K2]
-  const uint16_t* masks;  // [nch * K2]
+// How the (image, chunk) sequence is cut into tiles and how a tile's input is packed.
+//
+// A tile is T chunks: R consecutive output rows of one image (W >= 16), or whole images (small
+// planes). Its input rows, with the k/2 halo rows above and below, are copied once per tile into a
+// per-thread buffer as float32 with zero rows outside the image ("packing"): the copy converts bf16
+// once instead of in every product, turns vertical padding into zeros, and gives each channel a
+// stride that is not a multiple of 4 KiB, so the channels a tile reads do not all compete for the
+// same L1 sets (with 32x32 planes every channel of an NCHW tensor starts at the same set).
+// Horizontal padding: W a multiple of 16 gets k/2 zero columns on both sides (no masks); W < 16
+// (several rows per chunk) uses one lane mask per horizontal tap offset.
+struct Tiling {
+  int N, C, H, W, k, pad, HW, nch;
+  int Wp, padc;      // packed row width and left zero columns
+  int tile_chunks;   // T, or nch for a tail tile
+  int segs;          // images per tile
+  int seg_rows;      // output rows per image segment in a tile
+  long segstride;    // packed floats per (channel, segment)
+  long cstride;      // packed floats per channel
+  bool masked;       // W < 16: lane masks per horizontal offset
+  __mmask16 hmask[16];
 };
 
-// One tile: chunks q0 .. q0 + t_count - 1 of the (image, chunk) sequence, every output channel.
-template <typename XT, typename YT, int TT>
-inline void forward_tile(const Geometry& g, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
-                         const float* vals, long q0) {
-  long xoff[TT], yoff[TT];
-  int chunk[TT];
-  for (int t = 0; t < TT; ++t) {
-    long q = q0 + t;
-    long n = q / g.nch;
-    chunk[t] = int(q % g.nch);
-    xoff[t] = n * g.Ci * g.HW + chunk[t] * 16L;
-    yoff[t] = n * g.Co * g.HW + chunk[t] * 16L;
+bool make_tiling(Tiling& t, int N, int C, int H, int W, int k) {
+  t.N = N; t.C = C; t.H = H; t.W = W; t.k = k; t.pad = k / 2; t.HW = H * W; t.nch = t.HW / 16;
+  if (t.HW % 16 || k > 15) return false;
+  if (W % 16 == 0) { t.masked = false; t.Wp = W + 2 * t.pad; t.padc = t.pad; }
+  else if (16 % W == 0) { t.masked = true; t.Wp = W; t.padc = 0; }
+  else return false;
+  if (t.nch >= T) {
+    if (t.nch % T || (T * 16) % W) return false;
+    t.segs = 1; t.seg_rows = T * 16 / W;
+  } else {
+    if (T % t.nch) return false;
+    t.segs = T / t.nch; t.seg_rows = H;
   }
-  for (int co = 0; co < g.Co; ++co) {
-    __m512 acc[TT];
-    for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
-    for (int tap = 0; tap < g.K2; ++tap) {
-      int beg = rowptr[co * g.K2 + tap], end = rowptr[co * g.K2 + tap + 1];
-      if (beg == end) continue;
-      __mmask16 m[TT];
-      for (int t = 0; t < TT; ++t) m[t] = g.masks[chunk[t] * g.K2 + tap];
-      const long s = g.shift[tap];
-      for (int j = beg; j < end; ++j) {
-        const __m512 v = _mm512_set1_ps(vals[j]);
-        const XT* xp = x + long(cidx[j]) * g.HW + s;
-        for (int t = 0; t < TT; ++t) acc[t] = _mm512_fmadd_ps(v, load(xp + xoff[t], m[t]), acc[t]);
+  t.tile_chunks = T;
+  t.segstride = long(t.seg_rows + 2 * t.pad) * t.Wp;
+  t.cstride = (t.segs * t.segstride + 15) / 16 * 16 + 16;  // 64-byte rows of channels, skewed by one line
+  for (int kw = 0; kw < k; ++kw) {
+    int dw = kw - t.pad;
+    __mmask16 m = 0;
+    for (int l = 0; l < 16; ++l) {
+      int w = l % W;
+      if (!t.masked || (w + dw >= 0 && w + dw < W)) m |= __mmask16(1u << l);
+    }
+    t.hmask[kw] = m;
+  }
+  return true;
+}
+
+// Position of a tile: first image, first output row (segs == 1), number of images.
+struct TilePos { long n0; int h0; int nimg; };
+
+inline long num_tiles(const Tiling& t) {
+  if (t.segs == 1) return long(t.N) * (t.nch / T);
+  return (t.N + t.segs - 1) / t.segs;
+}
+inline TilePos tile_pos(const Tiling& t, long i) {
+  if (t.segs == 1) {
+    long per = t.nch / T;
+    return TilePos{i / per, int(i % per) * t.seg_rows, 1};
+  }
+  long n0 = i * t.segs;
+  return TilePos{n0, 0, int(n0 + t.segs <= t.N ? t.segs : t.N - n0)};
+}
+
+// Copy the tile's input (all channels, its rows plus halo) into buf as float32.
+template <typename XT>
+void pack(const Tiling& t, const XT* x, const TilePos& pos, float* buf) {
+  for (int c = 0; c < t.C; ++c)
+    for (int s = 0; s < t.segs; ++s) {
+      float* seg = buf + c * t.cstride + s * t.segstride;
+      const bool present = s < pos.nimg;
+      const XT* plane = x + ((pos.n0 + s) * t.C + c) * long(t.HW);
+      for (int pr = 0; pr < t.seg_rows + 2 * t.pad; ++pr) {
+        float* dst = seg + long(pr) * t.Wp;
+        const int h = pos.h0 + pr - t.pad;
+        if (!present || h < 0 || h >= t.H) {
+          memset(dst, 0, sizeof(float) * t.Wp);
+          continue;
+        }
+        const XT* src = plane + long(h) * t.W;
+        for (int i = 0; i < t.padc; ++i) dst[i] = dst[t.padc + t.W + i] = 0.0f;
+        int w = 0;
+        for (; w + 16 <= t.W; w += 16) _mm512_storeu_ps(dst + t.padc + w, load(src + w));
+        for (; w < t.W; ++w) dst[t.padc + w] = to_float(src[w]);
       }
     }
-    for (int t = 0; t < TT; ++t) store(y + yoff[t] + long(co) * g.HW, acc[t]);
+}
+
+// Offsets of a tile's chunks in the packed buffer (poff) and in an NCHW output plane set (yoff).
+template <int TT>
+inline void chunk_offsets(const Tiling& t, const TilePos& pos, long co_stride, long* poff, long* yoff) {
+  const int chunks_per_seg = t.seg_rows * t.W / 16;
+  for (int i = 0; i < TT; ++i) {
+    const int s = i / chunks_per_seg, q = (i % chunks_per_seg) * 16;
+    const int r = q / t.W, col = q % t.W;
+    poff[i] = s * t.segstride + long(r + t.pad) * t.Wp + t.padc + col;
+    yoff[i] = (pos.n0 + s) * co_stride + long(pos.h0 + r) * t.W + col;
+  }
+}
+
+// Per-entry offset into the packed buffer and horizontal mask index, from the (row, tap)-grouped CSR.
+void entry_offsets(const Tiling& t, int rows, const int32_t* rowptr, const int32_t* cidx, int32_t* off,
+                   uint8_t* kw_of) {
+  const int K2 = t.k * t.k;
+  for (int r = 0; r < rows; ++r)
+    for (int tap = 0; tap < K2; ++tap)
+      for (int j = rowptr[r * K2 + tap]; j < rowptr[r * K2 + tap + 1]; ++j) {
+        const int kh = tap / t.k, kw = tap % t.k;
+        off[j] = int32_t(cidx[j] * t.cstride + (kh - t.pad) * t.Wp + (kw - t.pad));
+        kw_of[j] = uint8_t(kw);
+      }
+}
+
+template <bool MASKED>
+inline __m512 tap_load(const float* p, __mmask16 m) {
+  if constexpr (MASKED) return _mm512_maskz_loadu_ps(m, p);
+  else return _mm512_loadu_ps(p);
+}
+
+// y[n, co, tile] = sum_j vals[j] * packed[off[j] + chunk] for one tile.
+template <typename YT, int TT, bool MASKED>
+void forward_tile(const Tiling& t, int Co, const float* buf, YT* y, const TilePos& pos, const int32_t* rowptr,
+                  const int32_t* off, const uint8_t* kw_of, const float* vals) {
+  long poff[TT], yoff[TT];
+  chunk_offsets<TT>(t, pos, long(Co) * t.HW, poff, yoff);
+  const int K2 = t.k * t.k;
+  const int valid = pos.nimg * t.nch < TT ? pos.nimg * t.nch : TT;  // chunks of missing images are not stored
+  for (int co = 0; co < Co; ++co) {
+    __m512 acc[TT];
+    for (int i = 0; i < TT; ++i) acc[i] = _mm512_setzero_ps();
+    for (int j = rowptr[co * K2]; j < rowptr[(co + 1) * K2]; ++j) {
+      const __m512 v = _mm512_set1_ps(vals[j]);
+      const float* p = buf + off[j];
+      const __mmask16 m = t.hmask[kw_of[j]];
+      for (int i = 0; i < TT; ++i) acc[i] = _mm512_fmadd_ps(v, tap_load<MASKED>(p + poff[i], m), acc[i]);
+    }
+    for (int i = 0; i < valid; ++i) store(y + yoff[i] + long(co) * t.HW, acc[i]);
+  }
+}
+
+// part[j] += sum over the tile's chunks of dy[n, co(j), chunk] * packed[off[j] + chunk] (16 lanes kept).
+template <typename GT, int TT, bool MASKED>
+void wgrad_tile(const Tiling& t, int Co, const float* buf, const GT* dy, const TilePos& pos, const int32_t* rowptr,
+                const int32_t* off, const uint8_t* kw_of, float* part) {
+  long poff[TT], yoff[TT];
+  chunk_offsets<TT>(t, pos, long(Co) * t.HW, poff, yoff);
+  const int K2 = t.k * t.k;
+  const int valid = pos.nimg * t.nch < TT ? pos.nimg * t.nch : TT;
+  for (int co = 0; co < Co; ++co) {
+    const int beg = rowptr[co * K2], end = rowptr[(co + 1) * K2];
+    if (beg == end) continue;
+    __m512 d[TT];
+    for (int i = 0; i < TT; ++i)
+      d[i] = i < valid ? load(dy + yoff[i] + long(co) * t.HW) : _mm512_setzero_ps();
+    for (int j = beg; j < end; ++j) {
+      const float* p = buf + off[j];
+      const __mmask16 m = t.hmask[kw_of[j]];
+      __m512 a0 = _mm512_loadu_ps(part + long(j) * 16), a1 = _mm512_setzero_ps();
+      for (int i = 0; i + 1 < TT; i += 2) {
+        a0 = _mm512_fmadd_ps(d[i], tap_load<MASKED>(p + poff[i], m), a0);
+        a1 = _mm512_fmadd_ps(d[i + 1], tap_load<MASKED>(p + poff[i + 1], m), a1);
+      }
+      if (TT % 2) a0 = _mm512_fmadd_ps(d[TT - 1], tap_load<MASKED>(p + poff[TT - 1], m), a0);
+      _mm512_storeu_ps(part + long(j) * 16, _mm512_add_ps(a0, a1));
+    }
   }
 }
 
 template <typename XT, typename YT>
-void forward(const Geometry& g, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx, const float* vals,
-             int threads) {
-  const long Q = long(g.N) * g.nch;
-  const long full = Q / T;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (long tile = 0; tile < full; ++tile) forward_tile<XT, YT, T>(g, x, y, rowptr, cidx, vals, tile * T);
-  for (long q = full * T; q < Q; ++q) forward_tile<XT, YT, 1>(g, x, y, rowptr, cidx, vals, q);
-}
-
-// Weight gradient for the chunks of one tile, accumulated into part[j * 16 .. j * 16 + 15].
-template <typename XT, typename GT, int TT>
-inline void wgrad_tile(const Geometry& g, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx,
-                       float* part, long q0) {
-  long xoff[TT], yoff[TT];
-  int chunk[TT];
-  for (int t = 0; t < TT; ++t) {
-    long q = q0 + t;
-    long n = q / g.nch;
-    chunk[t] = int(q % g.nch);
-    xoff[t] = n * g.Ci * g.HW + chunk[t] * 16L;
-    yoff[t] = n * g.Co * g.HW + chunk[t] * 16L;
-  }
-  for (int co = 0; co < g.Co; ++co) {
-    const int row_beg = rowptr[co * g.K2], row_end = rowptr[(co + 1) * g.K2];
-    if (row_beg == row_end) continue;
-    __m512 d[TT];
-    for (int t = 0; t < TT; ++t) d[t] = load_full(dy + yoff[t] + long(co) * g.HW);
-    for (int tap = 0; tap < g.K2; ++tap) {
-      int beg = rowptr[co * g.K2 + tap], end = rowptr[co * g.K2 + tap + 1];
-      if (beg == end) continue;
-      __mmask16 m[TT];
-      for (int t = 0; t < TT; ++t) m[t] = g.masks[chunk[t] * g.K2 + tap];
-      const long s = g.shift[tap];
-      for (int j = beg; j < end; ++j) {
-        const XT* xp = x + long(cidx[j]) * g.HW + s;
-        __m512 a0 = _mm512_loadu_ps(part + long(j) * 16), a1 = _mm512_setzero_ps();
-        for (int t = 0; t + 1 < TT; t += 2) {
-          a0 = _mm512_fmadd_ps(d[t], load(xp + xoff[t], m[t]), a0);
-          a1 = _mm512_fmadd_ps(d[t + 1], load(xp + xoff[t + 1], m[t + 1]), a1);
-        }
-        if (TT % 2) a0 = _mm512_fmadd_ps(d[TT - 1], load(xp + xoff[TT - 1], m[TT - 1]), a0);
-        _mm512_storeu_ps(part + long(j) * 16, _mm512_add_ps(a0, a1));
-      }
+void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
+             const float* vals, int threads) {
+  const int nnz = rowptr[Co * t.k * t.k];
+  std::vector<int32_t> off(nnz);
+  std::vector<uint8_t> kw_of(nnz);
+  entry_offsets(t, Co, rowptr, cidx, off.data(), kw_of.data());
+  const long tiles = num_tiles(t);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> buf(size_t(t.C) * t.cstride + 64);
+#pragma omp for schedule(static)
+    for (long i = 0; i < tiles; ++i) {
+      const TilePos pos = tile_pos(t, i);
+      pack(t, x, pos, buf.data());
+      if (t.masked)
+        forward_tile<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+      else
+        forward_tile<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
     }
   }
 }
 
 template <typename XT, typename GT>
-void wgrad(const Geometry& g, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
+void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
            int threads) {
-  const long Q = long(g.N) * g.nch;
-  const long full = Q / T;
-  const int nnz = rowptr[g.Co * g.K2];
+  const int nnz = rowptr[Co * t.k * t.k];
+  std::vector<int32_t> off(nnz);
+  std::vector<uint8_t> kw_of(nnz);
+  entry_offsets(t, Co, rowptr, cidx, off.data(), kw_of.data());
+  const long tiles = num_tiles(t);
   std::vector<float> parts(size_t(threads) * nnz * 16, 0.0f);  // one partial-sum vector per entry per thread
 #pragma omp parallel num_threads(threads)
   {
+    std::vector<float> buf(size_t(t.C) * t.cstride + 64);
     float* part = parts.data() + size_t(omp_get_thread_num()) * nnz * 16;
 #pragma omp for schedule(static)
-    for (long tile = 0; tile < full; ++tile) wgrad_tile<XT, GT, T>(g, x, dy, rowptr, cidx, part, tile * T);
-#pragma omp single
-    for (long q = full * T; q < Q; ++q) wgrad_tile<XT, GT, 1>(g, x, dy, rowptr, cidx, part, q);
+    for (long i = 0; i < tiles; ++i) {
+      const TilePos pos = tile_pos(t, i);
+      pack(t, x, pos, buf.data());
+      if (t.masked)
+        wgrad_tile<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+      else
+        wgrad_tile<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+    }
 #pragma omp for schedule(static)
     for (int j = 0; j < nnz; ++j) {
       __m512 s = _mm512_setzero_ps();
-      for (int th = 0; th < threads; ++th) s = _mm512_add_ps(s, _mm512_loadu_ps(parts.data() + (size_t(th) * nnz + j) * 16));
+      for (int th = 0; th < threads; ++th)
+        s = _mm512_add_ps(s, _mm512_loadu_ps(parts.data() + (size_t(th) * nnz + j) * 16));
       out[j] = _mm512_reduce_add_ps(s);
     }
   }
 }
 
+// Geometry of the float64 reference path: per-tap flat shifts and per-(chunk, tap) lane masks.
+struct Geometry {
+  int N, Ci, Co, HW, K2;
+  const int32_t* shift;   // [K2]
+  const uint16_t* masks;  // [HW/16 * K2]
+};
+
 Geometry geometry(int N, int Ci, int Co, int HW, int K2, const int32_t* shift, const uint16_t* masks) {
-  return Geometry{N, Ci, Co, HW, HW / 16, K2, shift, masks};
+  return Geometry{N, Ci, Co, HW, K2, shift, masks};
 }
 
 // Float64 reference path: the same CSR walk, shifts and lane masks, one lane at a time. It exists so
@@ -206,33 +331,42 @@ void spconv_wgrad_f64(const double* x, const double* dy, int N, int Ci, int Co, 
 }
 
 
-// y = sparse(W) * x; x_bf16 / y_bf16 select bfloat16 (stored as uint16) instead of float32.
-void spconv_forward(const void* x, int x_bf16, void* y, int y_bf16, int N, int Ci, int Co, int HW, int K2,
-                    const int32_t* shift, const uint16_t* masks, const int32_t* rowptr, const int32_t* cidx,
-                    const float* vals, int threads) {
-  Geometry g = geometry(N, Ci, Co, HW, K2, shift, masks);
-  if (x_bf16 && y_bf16)
-    forward(g, (const uint16_t*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
-  else if (x_bf16)
-    forward(g, (const uint16_t*)x, (float*)y, rowptr, cidx, vals, threads);
-  else if (y_bf16)
-    forward(g, (const float*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
-  else
-    forward(g, (const float*)x, (float*)y, rowptr, cidx, vals, threads);
+// Whether the AVX-512 kernels support this geometry (else the caller uses another path).
+int spconv_supported(int N, int C, int H, int W, int k) {
+  Tiling t;
+  return make_tiling(t, N, C, H, W, k) ? 1 : 0;
 }
 
-// out[j] = dW at entry j of the forward CSR (float32).
-void spconv_wgrad(const void* x, int x_bf16, const void* dy, int dy_bf16, int N, int Ci, int Co, int HW, int K2,
-                  const int32_t* shift, const uint16_t* masks, const int32_t* rowptr, const int32_t* cidx, float* out,
-                  int threads) {
-  Geometry g = geometry(N, Ci, Co, HW, K2, shift, masks);
-  if (x_bf16 && dy_bf16)
-    wgrad(g, (const uint16_t*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+// y = sparse(W) * x; x_bf16 / y_bf16 select bfloat16 (stored as uint16) instead of float32.
+// Returns 0, or -1 if the geometry is unsupported (nothing written).
+int spconv_forward(const void* x, int x_bf16, void* y, int y_bf16, int N, int Ci, int Co, int H, int W, int k,
+                   const int32_t* rowptr, const int32_t* cidx, const float* vals, int threads) {
+  Tiling t;
+  if (!make_tiling(t, N, Ci, H, W, k)) return -1;
+  if (x_bf16 && y_bf16)
+    forward(t, Co, (const uint16_t*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
   else if (x_bf16)
-    wgrad(g, (const uint16_t*)x, (const float*)dy, rowptr, cidx, out, threads);
-  else if (dy_bf16)
-    wgrad(g, (const float*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+    forward(t, Co, (const uint16_t*)x, (float*)y, rowptr, cidx, vals, threads);
+  else if (y_bf16)
+    forward(t, Co, (const float*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
   else
-    wgrad(g, (const float*)x, (const float*)dy, rowptr, cidx, out, threads);
+    forward(t, Co, (const float*)x, (float*)y, rowptr, cidx, vals, threads);
+  return 0;
+}
+
+// out[j] = dW at entry j of the forward CSR (float32). Returns 0, or -1 if unsupported.
+int spconv_wgrad(const void* x, int x_bf16, const void* dy, int dy_bf16, int N, int Ci, int Co, int H, int W, int k,
+                 const int32_t* rowptr, const int32_t* cidx, float* out, int threads) {
+  Tiling t;
+  if (!make_tiling(t, N, Ci, H, W, k)) return -1;
+  if (x_bf16 && dy_bf16)
+    wgrad(t, Co, (const uint16_t*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+  else if (x_bf16)
+    wgrad(t, Co, (const uint16_t*)x, (const float*)dy, rowptr, cidx, out, threads);
+  else if (dy_bf16)
+    wgrad(t, Co, (const float*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+  else
+    wgrad(t, Co, (const float*)x, (const float*)dy, rowptr, cidx, out, threads);
+  return 0;
 }
 }
