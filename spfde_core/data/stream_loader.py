@@ -44,17 +44,21 @@ class _FileDataset(Dataset):
         return out, self.labels[index], index
 
 
-class _EpochSampler(Sampler):
-    """Yields the keys the loader set for the current pass; lives in the main process."""
+class _EpochBatches(Sampler):
+    """Yields the batches of keys the loader set for the current pass; lives in the main process.
+
+    A batch sampler rather than a sampler plus ``batch_size``: a distributed pass (``iter_shard``)
+    yields this rank's piece of every global batch, whose size varies with the rank and the batch.
+    """
 
     def __init__(self) -> None:
-        self.keys: list[tuple[int, int]] = []
+        self.batches: list[list[tuple[int, int]]] = []
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self.keys)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.batches)
 
 
 class ImageFolderStreamLoader:
@@ -130,20 +134,17 @@ class ImageFolderStreamLoader:
             transform = v2.Compose(
                 [v2.Resize(resize_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
             )
-        self._dataset = _FileDataset(
-            [str(base / rel) for rel, _ in items], [lb for _, lb in items], transform, train
-        )
-        self._sampler = _EpochSampler()
+        self._dataset = _FileDataset([str(base / rel) for rel, _ in items], [lb for _, lb in items], transform, train)
+        self._sampler = _EpochBatches()
         self._loader = DataLoader(
             self._dataset,
-            batch_size=batch_size,
-            sampler=self._sampler,
+            batch_sampler=self._sampler,
             num_workers=num_workers,
-            drop_last=drop_last,
             persistent_workers=num_workers > 0,
             pin_memory=torch.device(device).type == "cuda",
         )
         self.num_classes = index.num_classes
+        self.image_size = image_size
         self.index = index
         self.batch_size = batch_size
         self.train = train
@@ -182,16 +183,54 @@ class ImageFolderStreamLoader:
         return num_batches(self.num_samples, self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[Batch]:
+        return self._batches(None)
+
+    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
+        """Rank ``rank``'s piece of every batch of the pass ``__iter__`` makes (distributed training).
+
+        The same rule as ``TensorLoader.iter_shard`` (``spfde_core.distributed.step.shard_bounds``):
+        each batch of b samples is cut into ``world_size`` contiguous pieces, piece r = positions
+        ``[r*b//W, (r+1)*b//W)``; disjoint, their union in rank order is the batch (last partial batch
+        included; a piece is empty when b < W), and each sample keeps the crop and flip of its
+        position in the pass. Each rank decodes only its own piece.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        return self._batches((rank, world_size))
+
+    def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
         active = torch.arange(len(self._dataset)) if self._active is None else self._active
+        n = active.numel()
         if self.train:
             gen = epoch_generator(self.seed, self._epoch)
-            order = active[torch.randperm(active.numel(), generator=gen)]
-            seeds = torch.randint(0, 2**62, (active.numel(),), generator=gen)
+            order = active[torch.randperm(n, generator=gen)]
+            seeds = torch.randint(0, 2**62, (n,), generator=gen)
         else:
             order, seeds = active, torch.zeros_like(active)
-        self._sampler.keys = list(zip(order.tolist(), seeds.tolist(), strict=True))
-        for images, labels, indices in self._loader:
+        keys = list(zip(order.tolist(), seeds.tolist(), strict=True))
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        pieces = [keys[start : min(start + self.batch_size, stop)] for start in range(0, stop, self.batch_size)]
+        if shard is not None:  # distributed: this rank's piece of every global batch (iter_shard)
+            rank, world = shard
+            pieces = [p[len(p) * rank // world : len(p) * (rank + 1) // world] for p in pieces]
+        # DataLoader cannot collate an empty batch: it gets the non-empty pieces, the empty ones
+        # (b < W) are yielded here, in place, so every rank makes one step per global batch.
+        self._sampler.batches = [p for p in pieces if p]
+        decoded = iter(self._loader)
+        for piece in pieces:
+            if not piece:
+                yield self._empty()
+                continue
+            images, labels, indices = next(decoded)
             x = images.to(self.device, non_blocking=True).float().mul_(self._scale).add_(self._shift)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield Batch(images=x, labels=labels.to(self.device), indices=indices.to(self.device))
+
+    def _empty(self) -> Batch:
+        """A batch of no samples, shaped like the others (a rank's piece when b < W)."""
+        x = torch.empty(0, 3, self.image_size, self.image_size, device=self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        none = torch.empty(0, dtype=torch.int64, device=self.device)
+        return Batch(images=x, labels=none, indices=none.clone())
