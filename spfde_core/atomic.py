@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 
 
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -40,4 +39,6 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def torch_save(path: Path, obj: Any) -> None:
+    import torch  # here: the leaderboard, the planner and the sweep runner need no torch
+
     _atomic(path, lambda f: torch.save(obj, f))

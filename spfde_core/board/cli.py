@@ -3,7 +3,10 @@
     spfde board [--skip-invalid] [--no-plots]        results/LEADERBOARD.md, leaderboard.csv, plots/
     spfde board plan --profile cpu [--only GLOB]     params.yaml: what `dvc repro` runs
     spfde board plan --check                         fail if params.yaml is stale
-    spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel (then `dvc commit -f`)
+    spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel, each worker pinned
+        [--cpus-per-job K] [--gpus auto|none|0,1]     to its cores and one GPU
+    spfde board sweep [OVERRIDES] [--only GLOB]      the same runs as a Hydra multirun: any launcher (SLURM)
+    (after either: `dvc commit -f prepare train && dvc repro` rebuilds the leaderboard)
 
 Errors (spec, paper.csv, plan, record) are ConfigError/RecordError: `spfde` prints them, exit status 2.
 """
@@ -40,11 +43,26 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from spfde_core.board.pipeline import PlanError, run_planned
+    from spfde_core.board.pipeline import PlanError
+    from spfde_core.board.runner import run_planned
 
-    failed = run_planned(Path(args.repo), jobs=args.jobs, only=args.only, dry_run=args.dry_run)
+    failed = run_planned(
+        Path(args.repo),
+        jobs=args.jobs,
+        only=args.only,
+        dry_run=args.dry_run,
+        cpus_per_job=args.cpus_per_job,
+        gpus=args.gpus,
+    )
     if failed:
         raise PlanError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs under checkpoints/logs/)")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from spfde_core.board.sweep import sweep
+
+    launched = sweep(Path(args.repo), only=args.only, overrides=args.overrides, dry_run=args.dry_run)
+    print(f"{launched} run(s) {'would be ' if args.dry_run else ''}swept")
 
 
 def add_board_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,5 +84,14 @@ def add_board_parser(sub: argparse._SubParsersAction) -> None:
     run = actions.add_parser("run", help="train the planned runs that have no record yet, in parallel")
     run.add_argument("--jobs", "-j", type=int, default=1, help="trainings at a time (default 1)")
     run.add_argument("--only", action="append", help="only stage keys matching this glob (repeatable)")
-    run.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    run.add_argument("--cpus-per-job", type=int, help="cores per worker (default: all cores split evenly)")
+    run.add_argument(
+        "--gpus", help="auto (default: every visible GPU, one per worker), none (hide GPUs) or indices like 0,1"
+    )
+    run.add_argument("--dry-run", action="store_true", help="print the commands and shares, train nothing")
     run.set_defaults(func=cmd_run)
+    sweep = actions.add_parser("sweep", help="the planned runs without a record as a Hydra multirun (any launcher)")
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. hydra/launcher=slurm nproc_per_node=2")
+    sweep.add_argument("--only", action="append", help="only stage keys matching this glob (repeatable)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the Hydra command, launch nothing")
+    sweep.set_defaults(func=cmd_sweep)

@@ -6,18 +6,15 @@ configs (reference notes, ecosystem Sec. 7): each stage calls ``spfde train`` wi
 overrides, and lists the config files its composition read as dependencies, so editing
 ``spfde_core/conf/sparsity/rigl.yaml`` re-runs exactly the RigL runs.
 
-``spfde board run --jobs N`` trains the planned runs in parallel outside DVC (``dvc repro`` runs one
-stage at a time); ``dvc commit -f`` then records them so ``dvc repro`` only rebuilds the leaderboard.
+``spfde board run --jobs N`` (``runner``) and ``spfde board sweep`` (``sweep``: Hydra launchers, SLURM)
+train the planned runs in parallel outside DVC (``dvc repro`` runs one stage at a time); ``dvc commit
+-f prepare train`` then records them so ``dvc repro`` only rebuilds the leaderboard.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -178,38 +175,3 @@ def check_plan(repo: Path) -> None:
             f"params.yaml is stale for profile={profile} ({len(stale)} run(s) differ, e.g. {stale[0]}): "
             f"run `spfde board plan --profile {profile}` (same --only/--reproduction/--seeds), then `dvc repro`"
         )
-
-
-def run_planned(repo: Path, jobs: int = 1, only: list[str] | None = None, dry_run: bool = False) -> list[str]:
-    """Train every planned run whose record is missing, ``jobs`` at a time; returns the failed keys."""
-    repo = Path(repo)
-    check_plan(repo)
-    runs = read_params(repo).get("runs") or {}
-    todo = [
-        (k, v)
-        for k, v in runs.items()
-        if (not only or any(fnmatch.fnmatch(k, p) for p in only)) and not (repo / v["out"] / "metrics.json").exists()
-    ]
-    log.info("%d planned run(s) to train, %d at a time (%d already recorded)", len(todo), jobs, len(runs) - len(todo))
-    if dry_run:
-        for key, item in todo:
-            print(f"{key}: spfde train {item['args']}")
-        return []
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
-
-    def one(key_item: tuple[str, dict[str, str]]) -> str | None:
-        key, item = key_item
-        cmd = [sys.executable, "-m", "spfde_core.cli", "train", *item["args"].split(), "train.progress=false"]
-        logfile = repo / "checkpoints" / "logs" / f"{key}.log"
-        logfile.parent.mkdir(parents=True, exist_ok=True)
-        with logfile.open("w") as fh:
-            rc = subprocess.call(cmd, cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        log.info("%s: %s (log %s)", key, "done" if rc == 0 else f"FAILED (exit {rc})", logfile)
-        return None if rc == 0 else key
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        failed = [k for k in pool.map(one, todo) if k]
-    if not failed:
-        log.info("all done: `dvc commit -f` records them in dvc.lock; `dvc repro` then rebuilds only the leaderboard")
-    return failed

@@ -3,50 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_helpers import DVC, ROOT, copy_repo
+from pipeline_helpers import env as _env
+from pipeline_helpers import run as _run
 
-ROOT = Path(__file__).resolve().parents[2]
-DVC = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
 ROWS = ["spfde_neurips22/smoke-t2-dense-ref", "spfde_neurips22/smoke-t2-mest-s90"]
-
-
-def copy_repo(dest: Path) -> Path:
-    """The repository as a fresh clone would have it: tracked and unignored files, plus .dvc's config."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    for name in ("config", ".gitignore"):
-        if (ROOT / ".dvc" / name).exists():
-            (dest / ".dvc").mkdir(exist_ok=True)
-            shutil.copy2(ROOT / ".dvc" / name, dest / ".dvc" / name)
-    shutil.rmtree(dest / "results" / "runs", ignore_errors=True)  # only this test's runs
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    if not (dest / ".dvc" / "config").exists():
-        subprocess.run([DVC, "init", "-q"], cwd=dest, check=True)
-    return dest
-
-
-def _env() -> dict[str, str]:
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return dict(os.environ, PATH=path, OMP_NUM_THREADS="1", PYTHONPATH="")
-
-
-def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
 
 
 def _plan(repo: Path, *extra: str) -> None:
