@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import IO, Any
 
 
-
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
