@@ -1,4 +1,8 @@
-"""SGD with one parameter group per model block, each with its own LR schedule."""
+"""SGD with one parameter group per model block, each with its own LR schedule.
+
+The optimizer is :class:`~spfde_core.ops.fused_update.MaskedSGD`: ``torch.optim.SGD`` (same state
+dict) whose step also applies the sparse masks, fused where available (``train.update_impl``).
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,34 @@ import torch
 from omegaconf import DictConfig
 
 from spfde_core.models.base import BlockModel
+from spfde_core.ops.fused_update import MaskedSGD, select_impl
 from spfde_core.train.schedules import LRSchedule
 
 
-def build_optimizer(model: BlockModel, optim: DictConfig, epochs: int) -> tuple[torch.optim.SGD, list[LRSchedule]]:
+def build_optimizer(
+    model: BlockModel, optim: DictConfig, epochs: int, update_impl: str = "auto"
+) -> tuple[MaskedSGD, list[LRSchedule]]:
     """SGD (momentum, nesterov, weight decay on every parameter, as the MEST code) + schedules.
 
     One parameter group per block (``model.block_names`` order) so that freezing can stop a block
-    and own its LR schedule without touching the others.
+    and own its LR schedule without touching the others. ``update_impl`` (``train.update_impl``:
+    auto, fused or eager) picks the step's implementation for the model's device (``select_impl``).
     """
+    device = next(model.parameters()).device
+    impl, reason = select_impl(update_impl, device)
     groups = [
         {"params": list(block.parameters()), "block": name}
         for name, block in model.named_blocks()
         if any(True for _ in block.parameters())
     ]
-    optimizer = torch.optim.SGD(
+    optimizer = MaskedSGD(
         groups,
         lr=optim.lr,
         momentum=optim.momentum,
         nesterov=optim.nesterov,
         weight_decay=optim.weight_decay,
+        impl=impl,
+        fallback_reason=reason,
     )
     schedule = LRSchedule(
         base_lr=optim.lr,

@@ -18,6 +18,8 @@ from spfde_core import distributed, provenance, records
 from spfde_core.config import ConfigError, config_hash, non_default_values, validate
 from spfde_core.cost import CostMeter
 from spfde_core.freezing import FREEZING_METHODS
+from spfde_core.ops.fused_update import FusedUpdateUnavailable
+from spfde_core.ops.sparse_layers import SparseKernelUnavailable, attach_sparse_kernels
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.train.build import build_data, build_model_for, resolve_device
@@ -111,7 +113,10 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     torch.manual_seed(cfg.run.seed)
     model = build_model_for(cfg, data.record["num_classes"], device)
     sync_bn = distributed.convert_batchnorm(model) if dist_ctx is not None else 0  # global-batch BN statistics
-    optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs)
+    try:
+        optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs, cfg.train.update_impl)
+    except FusedUpdateUnavailable as err:
+        raise ConfigError(f"train.update_impl: {err}") from None
     state = TrainState(cfg, model, optimizer, schedules, data.train, data.test, device, started_at=_now())
 
     # Freezing runs first: a block frozen at an epoch where the sparsity method also mutates must
@@ -126,6 +131,10 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             methods += registry.get(cfg[axis].name)(cfg[axis], state)
         except ValueError as err:  # a method's own config check: report it like any config error
             raise ConfigError(f"{axis}={cfg[axis].name}: {err}") from None
+    try:  # sparse layers on the sparse CPU kernels where faster (docs/sparse_kernels.md)
+        methods += attach_sparse_kernels(methods, cfg, device)
+    except SparseKernelUnavailable as err:
+        raise ConfigError(str(err)) from None
     checkpointer = Checkpointer(paths.checkpoint, chash)
     callbacks = CallbackList(
         [
@@ -205,6 +214,8 @@ def build_record(
             "train_images_per_s": state.images_trained / state.train_s if state.train_s else 0.0,
         },
         "data": data,
+        # Which masked-update implementation ran (docs/fused_update.md); absent for plain optimizers.
+        **({"update": state.optimizer.describe()} if hasattr(state.optimizer, "describe") else {}),
         "provenance": provenance.collect(state.device),
         "curve_file": records.CURVE_FILE,
     }
