@@ -110,6 +110,7 @@ def time_layer(module: torch.nn.Module, shape: tuple[int, ...], sparsity: float,
     w_cl = weight.to(memory_format=torch.channels_last).requires_grad_()
 
     def dense() -> None:
+        x_cl.grad = w_cl.grad = None  # assigned, not accumulated, as for a layer inside a network
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = F.conv2d(x_cl, w_cl, stride=stride, padding=padding)
         y.backward(torch.ones_like(y))
@@ -129,12 +130,15 @@ def time_layer(module: torch.nn.Module, shape: tuple[int, ...], sparsity: float,
             return sparse_conv2d(xs, ws, plan)
 
     def full() -> None:
+        xs.grad = ws.grad = None
         sparse_conv2d(xs, ws, plan).backward(dy)
 
     def weight_grad_only() -> None:
+        ws.grad = None
         sparse_conv2d(xs.detach(), ws, plan).backward(dy)
 
     def input_grad_only() -> None:
+        xs.grad = None
         sparse_conv2d(xs, ws.detach(), plan).backward(dy)
 
     fwd = median_ms(forward_only, repeats)

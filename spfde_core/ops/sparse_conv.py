@@ -45,6 +45,10 @@ class SparsePlan:
     bwd_rowptr: torch.Tensor  # int32 [Ci*K2 + 1], grouped by (input channel, flipped tap)
     bwd_cidx: torch.Tensor  # int32 [nnz]: output channel
     bwd_flat: torch.Tensor  # int64 [nnz]
+    block: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    """(rowptr [Co/4*K2 + 1], cidx [nnz/4], flat [nnz]) when every active (input channel, tap) is
+    active for all 4 output channels of its group (MEST's 4x1 blocks): the forward and the weight
+    gradient then use the block kernels, whose weights of one entry are adjacent in ``flat``."""
 
 
 def build_plan(mask: torch.Tensor) -> SparsePlan:
@@ -62,8 +66,13 @@ def build_plan(mask: torch.Tensor) -> SparsePlan:
     # forward: rows (co, tap), entries by input channel
     key = (co * k2 + tap) * ci_n + ci
     order = torch.argsort(key)
-    fwd_rows = (co * k2 + tap)[order]
-    fwd_rowptr = _rowptr(fwd_rows, co_n * k2)
+    fwd_rowptr = _rowptr((co * k2 + tap)[order], co_n * k2)
+    block = None
+    if _is_block_structured(m):  # rows (co // 4, tap), entries by input channel, a block's 4 weights adjacent
+        order_b = torch.argsort(((co // BLOCK * k2 + tap) * ci_n + ci) * BLOCK + co % BLOCK)
+        first = order_b[co[order_b] % BLOCK == 0]
+        rowptr_b = _rowptr((co // BLOCK * k2 + tap)[first], co_n // BLOCK * k2)
+        block = (rowptr_b, ci[first].to(torch.int32).contiguous(), flat[order_b].contiguous())
     # transposed: rows (ci, flipped tap), entries by output channel
     flipped = k2 - 1 - tap
     key_t = (ci * k2 + flipped) * co_n + co
@@ -79,7 +88,19 @@ def build_plan(mask: torch.Tensor) -> SparsePlan:
         bwd_rowptr=_rowptr(bwd_rows, ci_n * k2),
         bwd_cidx=co[order_t].to(torch.int32).contiguous(),
         bwd_flat=flat[order_t].contiguous(),
+        block=block,
     )
+
+
+BLOCK = 4  # csrc/spconv.cpp's BLK
+
+
+def _is_block_structured(mask: torch.Tensor) -> bool:
+    """(Co, Ci, K2) mask: every group of BLOCK consecutive output channels has identical rows."""
+    if mask.shape[0] % BLOCK or not mask.any():
+        return False
+    grouped = mask.view(mask.shape[0] // BLOCK, BLOCK, -1)
+    return bool((grouped == grouped[:, :1]).all())
 
 
 def _rowptr(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
@@ -140,11 +161,15 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _product(x: torch.Tensor, rowptr: torch.Tensor, cidx: torch.Tensor, vals: torch.Tensor, c_out: int, k: int):
+def _product(
+    x: torch.Tensor, rowptr: torch.Tensor, cidx: torch.Tensor, vals: torch.Tensor, c_out: int, k: int, block: int = 1
+) -> torch.Tensor:
     """out[n, r, p] = sum over CSR row r's entries (tap, c, v) of v * x[n, c, p + shift[tap]] (zero padded)."""
     n, c_in, h, w = x.shape
     out = torch.empty((n, c_out, h, w), dtype=x.dtype)
     if x.dtype == torch.float64:
+        if block != 1:
+            raise ValueError("the float64 path takes unstructured plans only")
         shift, masks = geometry(h, w, k)
         args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(rowptr), _ptr(cidx))
         native.load().spconv_forward_f64(_ptr(x), _ptr(out), *args, _ptr(vals.double().contiguous()))
@@ -152,15 +177,16 @@ def _product(x: torch.Tensor, rowptr: torch.Tensor, cidx: torch.Tensor, vals: to
     bf16 = int(x.dtype == torch.bfloat16)
     vals = vals.float().contiguous()
     status = native.load().spconv_forward(
-        _ptr(x), bf16, _ptr(out), bf16, n, c_in, c_out, h, w, k, _ptr(rowptr), _ptr(cidx), _ptr(vals),
+        _ptr(x), bf16, _ptr(out), bf16, n, c_in, c_out, h, w, k, block, _ptr(rowptr), _ptr(cidx), _ptr(vals),
         torch.get_num_threads(),
     )  # fmt: skip
     _check(status, x.shape, k)
     return out
 
 
-def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> torch.Tensor:
-    """dW at the plan's forward entries: sum over images and pixels of dy[co] * x[ci] shifted by the tap."""
+def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """dW at the active weights (values, their indices into weight.flatten()): over images and pixels,
+    sum of dy[co] * x[ci] shifted by the tap."""
     n, c_in, h, w = x.shape
     c_out, k = dy.shape[1], plan.k
     if x.dtype == torch.float64:
@@ -168,15 +194,18 @@ def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> torch.Tenso
         args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx))
         out = torch.empty(plan.nnz, dtype=torch.float64)
         native.load().spconv_wgrad_f64(_ptr(x), _ptr(dy.double().contiguous()), *args, _ptr(out))
-        return out
+        return out, plan.fwd_flat
+    block, (rowptr, cidx, flat) = (
+        (BLOCK, plan.block) if plan.block else (1, (plan.fwd_rowptr, plan.fwd_cidx, plan.fwd_flat))
+    )
     out = torch.empty(plan.nnz, dtype=torch.float32)
     x_bf16, dy_bf16 = int(x.dtype == torch.bfloat16), int(dy.dtype == torch.bfloat16)
     status = native.load().spconv_wgrad(
-        _ptr(x), x_bf16, _ptr(dy), dy_bf16, n, c_in, c_out, h, w, k, _ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx),
-        _ptr(out), torch.get_num_threads(),
+        _ptr(x), x_bf16, _ptr(dy), dy_bf16, n, c_in, c_out, h, w, k, block, _ptr(rowptr), _ptr(cidx), _ptr(out),
+        torch.get_num_threads(),
     )  # fmt: skip
     _check(status, x.shape, k)
-    return out
+    return out, flat
 
 
 def _check(status: int, shape: torch.Size, k: int) -> None:
@@ -201,8 +230,12 @@ class SparseConv2dFunction(torch.autograd.Function):
         if x.dtype not in (*_FLOAT_DTYPES, torch.float64):
             raise TypeError(f"sparse_conv2d: activations must be float32, bfloat16 or float64, got {x.dtype}")
         x = x.contiguous()
-        vals = weight.detach().flatten()[plan.fwd_flat]
-        y = _product(x, plan.fwd_rowptr, plan.fwd_cidx, vals, weight.shape[0], plan.k)
+        if plan.block is not None and x.dtype != torch.float64:
+            rowptr, cidx, flat = plan.block
+            y = _product(x, rowptr, cidx, weight.detach().flatten()[flat], weight.shape[0], plan.k, BLOCK)
+        else:
+            vals = weight.detach().flatten()[plan.fwd_flat]
+            y = _product(x, plan.fwd_rowptr, plan.fwd_cidx, vals, weight.shape[0], plan.k)
         ctx.save_for_backward(x, weight)
         ctx.plan = plan
         return y
@@ -218,7 +251,8 @@ class SparseConv2dFunction(torch.autograd.Function):
             dx = _product(dy, plan.bwd_rowptr, plan.bwd_cidx, vals_t, x.shape[1], plan.k)
         if ctx.needs_input_grad[1]:
             flat = torch.zeros(weight.numel(), dtype=weight.dtype)
-            flat[plan.fwd_flat] = _sampled(x, dy, plan).to(weight.dtype)
+            values, index = _sampled(x, dy, plan)
+            flat[index] = values.to(weight.dtype)
             dweight = flat.view(weight.shape)
             if weight.dim() == 4 and not weight.is_contiguous():  # keep the parameter's memory format
                 dweight = dweight.contiguous(memory_format=torch.channels_last)

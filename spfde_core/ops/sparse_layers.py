@@ -5,8 +5,9 @@ sparse Conv2d/Linear a forward that dispatches per call:
 
 - the sparse kernels (:mod:`spfde_core.ops.sparse_conv`) when the layer is supported (stride 1,
   "same" padding, no bias, CPU tensors, a tileable input size), its current sparsity is at least
-  ``train.sparse_kernel_min_sparsity`` (``auto``; any sparsity with ``on``) and the sparsity method
-  does not need the dense weight gradient at this step;
+  ``train.sparse_kernel_min_sparsity`` and its input is NCHW (``auto``; ``on`` takes any sparsity
+  and converts channels_last inputs) and the sparsity method does not need the dense weight
+  gradient at this step;
 - otherwise the layer's own (masked dense) forward.
 
 Both compute ``conv(x, w * m)`` and a weight gradient that is zero wherever ``m`` is zero after the
@@ -41,10 +42,13 @@ class SparseKernelUnavailable(RuntimeError):
 class SparseLayerKernel:
     """One layer's dispatching forward: the sparse kernels when allowed, else the module's own forward."""
 
-    def __init__(self, name: str, module: nn.Module, min_sparsity: float) -> None:
+    def __init__(self, name: str, module: nn.Module, min_sparsity: float, require_nchw: bool = False) -> None:
         self.name = name
         self.module = module
         self.min_sparsity = min_sparsity
+        self.require_nchw = require_nchw
+        """auto mode: channels_last inputs stay on the masked path (converting them costs more than the
+        kernels save, measured in benchmarks/sparse_kernels.py)."""
         self.static_reason = unsupported_reason(module)
         self.enabled = True
         """Cleared by SparseKernels for steps where the method needs the dense gradient."""
@@ -87,6 +91,8 @@ class SparseLayerKernel:
             reason = unsupported_reason(self.module, (x.shape[-2], x.shape[-1]))
             if reason:
                 return reason
+            if self.require_nchw and not x.is_contiguous():
+                return "channels_last input (the kernels work on NCHW: set train.channels_last=false)"
         elif x.dim() != 2:
             return f"linear input of {x.dim()} dims (needs (batch, features))"
         if self.sparsity() < self.min_sparsity:
@@ -130,7 +136,10 @@ class SparseKernels:
             log.info("sparse kernels not used: %s", self.unavailable)
             return
         for engine in self.engines:
-            kernels = [SparseLayerKernel(layer.name, layer.module, self.min_sparsity) for layer in engine.masks]
+            kernels = [
+                SparseLayerKernel(layer.name, layer.module, self.min_sparsity, require_nchw=self.mode == "auto")
+                for layer in engine.masks
+            ]
             self.groups.append((engine, kernels))
             self.layers += kernels
         if self.mode == "on":

@@ -135,3 +135,28 @@ def test_unsupported_layers_are_named() -> None:
     assert not kernel_supports(2, 4, 7, 7, 3) and kernel_supports(2, 4, 8, 8, 3)
     with pytest.raises(ValueError, match="unsupported input"):
         sparse_conv2d(torch.randn(1, 4, 7, 7), torch.randn(4, 4, 3, 3), build_plan(_mask((4, 4, 3, 3), 0.5, 0)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("n", "c_in", "c_out", "h", "w", "k"), [SHAPES[0], SHAPES[2], (9, 3, 8, 4, 4, 3), SHAPES[5]])
+def test_block_masks_take_the_block_kernels_and_match(n, c_in, c_out, h, w, k, dtype) -> None:
+    """MEST's 4x1 blocks (4 consecutive output channels share each active position)."""
+    torch.manual_seed(1)
+    groups = _mask((c_out // 4, 1, c_in, k, k), 0.2, seed=4)
+    mask = groups.expand(c_out // 4, 4, c_in, k, k).reshape(c_out, c_in, k, k).contiguous()
+    plan = build_plan(mask)
+    assert plan.block is not None and plan.nnz == int(mask.sum())
+    assert build_plan(_mask(mask.shape, 0.2, seed=4)).block is None  # unstructured masks do not
+    x = torch.randn(n, c_in, h, w).to(dtype).requires_grad_()
+    weight = torch.randn(c_out, c_in, k, k, requires_grad=True)
+    y = sparse_conv2d(x, weight, plan)
+    dy = torch.randn(y.shape).to(dtype)
+    y.backward(dy)
+    x_ref = x.detach().double().requires_grad_()
+    w_ref = weight.detach().double().requires_grad_()
+    masked_dense_reference(x_ref, w_ref, mask).backward(dy.double())
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    assert _relative_error(y, masked_dense_reference(x_ref, w_ref, mask)) < tolerance
+    assert _relative_error(x.grad, x_ref.grad) < tolerance
+    assert _relative_error(weight.grad, w_ref.grad * mask) < 1e-5
+    assert torch.count_nonzero(weight.grad[~mask]) == 0

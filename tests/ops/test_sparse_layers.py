@@ -120,3 +120,17 @@ def test_on_without_kernels_is_a_config_error(smoke_overrides, monkeypatch) -> N
     monkeypatch.setattr(sparse_layers.native, "unavailable_reason", lambda: "no compiler (test)")
     with pytest.raises(ConfigError, match="train.sparse_kernels=on: no compiler"):
         run_training(load_config(_train_overrides(smoke_overrides, "on")))
+
+
+def test_auto_leaves_channels_last_inputs_on_the_masked_path() -> None:
+    """auto only takes NCHW inputs: converting channels_last activations costs more than it saves."""
+    model = _masked_resnet20(0.98)
+    kernels = [
+        SparseLayerKernel(n, m, 0.95, require_nchw=True) for n, m in model.named_modules() if hasattr(m, "weight_mask")
+    ]
+    model(torch.randn(16, 3, 32, 32))
+    assert sum(k.calls["sparse"] for k in kernels) == len(kernels) - 2  # NCHW: all stride-1 layers
+    model.to(memory_format=torch.channels_last)
+    model(torch.randn(16, 3, 32, 32).to(memory_format=torch.channels_last))
+    assert sum(k.calls["masked"] for k in kernels) == 2 + len(kernels)
+    assert any("channels_last" in (k.last_reason or "") for k in kernels)

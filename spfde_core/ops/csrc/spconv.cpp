@@ -219,13 +219,80 @@ void wgrad_tile(const Tiling& t, int Co, const float* buf, const GT* dy, const T
   }
 }
 
-template <typename XT, typename YT>
+// Block sparsity (MEST's 4x1 blocks: 4 consecutive output channels share every active (channel, tap)).
+// Row g holds the blocks of output channels 4g .. 4g+3; vals[4 j + b] is channel 4g+b's weight. One
+// packed load now feeds 4 FMAs (one per channel of the block), so these kernels are bound by the FMA
+// units instead of the loads. The tile is processed in two halves of 4 chunks: 16 accumulators.
+constexpr int BLK = 4;
+
+template <typename YT, int TT, bool MASKED>
+void forward_tile_block(const Tiling& t, int Co, const float* buf, YT* y, const TilePos& pos, const int32_t* rowptr,
+                        const int32_t* off, const uint8_t* kw_of, const float* vals) {
+  static_assert(TT % 4 == 0, "block tiles come in halves of 4 chunks");
+  long poff[TT], yoff[TT];
+  chunk_offsets<TT>(t, pos, long(Co) * t.HW, poff, yoff);
+  const int K2 = t.k * t.k;
+  const int valid = pos.nimg * t.nch < TT ? pos.nimg * t.nch : TT;
+  for (int g = 0; g < Co / BLK; ++g)
+    for (int h = 0; h < TT; h += 4) {
+      __m512 acc[BLK][4];
+      for (int b = 0; b < BLK; ++b)
+        for (int i = 0; i < 4; ++i) acc[b][i] = _mm512_setzero_ps();
+      for (int j = rowptr[g * K2]; j < rowptr[(g + 1) * K2]; ++j) {
+        const float* p = buf + off[j];
+        const __mmask16 m = t.hmask[kw_of[j]];
+        __m512 xv[4];
+        for (int i = 0; i < 4; ++i) xv[i] = tap_load<MASKED>(p + poff[h + i], m);
+        for (int b = 0; b < BLK; ++b) {
+          const __m512 v = _mm512_set1_ps(vals[long(j) * BLK + b]);
+          for (int i = 0; i < 4; ++i) acc[b][i] = _mm512_fmadd_ps(v, xv[i], acc[b][i]);
+        }
+      }
+      for (int b = 0; b < BLK; ++b)
+        for (int i = 0; i < 4; ++i)
+          if (h + i < valid) store(y + yoff[h + i] + long(g * BLK + b) * t.HW, acc[b][i]);
+    }
+}
+
+template <typename GT, int TT, bool MASKED>
+void wgrad_tile_block(const Tiling& t, int Co, const float* buf, const GT* dy, const TilePos& pos,
+                      const int32_t* rowptr, const int32_t* off, const uint8_t* kw_of, float* part) {
+  long poff[TT], yoff[TT];
+  chunk_offsets<TT>(t, pos, long(Co) * t.HW, poff, yoff);
+  const int K2 = t.k * t.k;
+  const int valid = pos.nimg * t.nch < TT ? pos.nimg * t.nch : TT;
+  for (int g = 0; g < Co / BLK; ++g) {
+    const int beg = rowptr[g * K2], end = rowptr[(g + 1) * K2];
+    if (beg == end) continue;
+    for (int h = 0; h < TT; h += 4) {
+      __m512 d[BLK][4];
+      for (int b = 0; b < BLK; ++b)
+        for (int i = 0; i < 4; ++i)
+          d[b][i] = h + i < valid ? load(dy + yoff[h + i] + long(g * BLK + b) * t.HW) : _mm512_setzero_ps();
+      for (int j = beg; j < end; ++j) {
+        const float* p = buf + off[j];
+        const __mmask16 m = t.hmask[kw_of[j]];
+        __m512 xv[4];
+        for (int i = 0; i < 4; ++i) xv[i] = tap_load<MASKED>(p + poff[h + i], m);
+        for (int b = 0; b < BLK; ++b) {
+          float* slot = part + (long(j) * BLK + b) * 16;
+          __m512 a = _mm512_mul_ps(d[b][0], xv[0]);
+          for (int i = 1; i < 4; ++i) a = _mm512_fmadd_ps(d[b][i], xv[i], a);
+          _mm512_storeu_ps(slot, _mm512_add_ps(_mm512_loadu_ps(slot), a));
+        }
+      }
+    }
+  }
+}
+
+// B = 1: unstructured CSR; B = BLK: block CSR (rows are groups of BLK output channels).
+template <int B, typename XT, typename YT>
 void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
              const float* vals, int threads) {
-  const int nnz = rowptr[Co * t.k * t.k];
+  const int nnz = rowptr[Co / B * t.k * t.k];
   std::vector<int32_t> off(nnz);
   std::vector<uint8_t> kw_of(nnz);
-  entry_offsets(t, Co, rowptr, cidx, off.data(), kw_of.data());
+  entry_offsets(t, Co / B, rowptr, cidx, off.data(), kw_of.data());
   const long tiles = num_tiles(t);
 #pragma omp parallel num_threads(threads)
   {
@@ -234,23 +301,31 @@ void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr,
     for (long i = 0; i < tiles; ++i) {
       const TilePos pos = tile_pos(t, i);
       pack(t, x, pos, buf.data());
-      if (t.masked)
-        forward_tile<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
-      else
-        forward_tile<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+      if constexpr (B == 1) {
+        if (t.masked)
+          forward_tile<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+        else
+          forward_tile<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+      } else {
+        if (t.masked)
+          forward_tile_block<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+        else
+          forward_tile_block<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+      }
     }
   }
 }
 
-template <typename XT, typename GT>
+template <int B, typename XT, typename GT>
 void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
            int threads) {
-  const int nnz = rowptr[Co * t.k * t.k];
-  std::vector<int32_t> off(nnz);
-  std::vector<uint8_t> kw_of(nnz);
-  entry_offsets(t, Co, rowptr, cidx, off.data(), kw_of.data());
+  const int entries = rowptr[Co / B * t.k * t.k];
+  std::vector<int32_t> off(entries);
+  std::vector<uint8_t> kw_of(entries);
+  entry_offsets(t, Co / B, rowptr, cidx, off.data(), kw_of.data());
+  const int nnz = entries * B;  // weights: B per entry
   const long tiles = num_tiles(t);
-  std::vector<float> parts(size_t(threads) * nnz * 16, 0.0f);  // one partial-sum vector per entry per thread
+  std::vector<float> parts(size_t(threads) * nnz * 16, 0.0f);  // one partial-sum vector per weight per thread
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> buf(size_t(t.C) * t.cstride + 64);
@@ -259,10 +334,17 @@ void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* ro
     for (long i = 0; i < tiles; ++i) {
       const TilePos pos = tile_pos(t, i);
       pack(t, x, pos, buf.data());
-      if (t.masked)
-        wgrad_tile<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
-      else
-        wgrad_tile<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+      if constexpr (B == 1) {
+        if (t.masked)
+          wgrad_tile<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+        else
+          wgrad_tile<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+      } else {
+        if (t.masked)
+          wgrad_tile_block<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+        else
+          wgrad_tile_block<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+      }
     }
 #pragma omp for schedule(static)
     for (int j = 0; j < nnz; ++j) {
@@ -316,6 +398,34 @@ void wgrad_f64(const Geometry& g, const double* x, const double* dy, const int32
       }
 }
 
+template <int B>
+int forward_dispatch(const void* x, int x_bf16, void* y, int y_bf16, const Tiling& t, int Co, const int32_t* rowptr,
+                     const int32_t* cidx, const float* vals, int threads) {
+  if (x_bf16 && y_bf16)
+    forward<B>(t, Co, (const uint16_t*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
+  else if (x_bf16)
+    forward<B>(t, Co, (const uint16_t*)x, (float*)y, rowptr, cidx, vals, threads);
+  else if (y_bf16)
+    forward<B>(t, Co, (const float*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
+  else
+    forward<B>(t, Co, (const float*)x, (float*)y, rowptr, cidx, vals, threads);
+  return 0;
+}
+
+template <int B>
+int wgrad_dispatch(const void* x, int x_bf16, const void* dy, int dy_bf16, const Tiling& t, int Co,
+                   const int32_t* rowptr, const int32_t* cidx, float* out, int threads) {
+  if (x_bf16 && dy_bf16)
+    wgrad<B>(t, Co, (const uint16_t*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+  else if (x_bf16)
+    wgrad<B>(t, Co, (const uint16_t*)x, (const float*)dy, rowptr, cidx, out, threads);
+  else if (dy_bf16)
+    wgrad<B>(t, Co, (const float*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
+  else
+    wgrad<B>(t, Co, (const float*)x, (const float*)dy, rowptr, cidx, out, threads);
+  return 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -339,34 +449,21 @@ int spconv_supported(int N, int C, int H, int W, int k) {
 
 // y = sparse(W) * x; x_bf16 / y_bf16 select bfloat16 (stored as uint16) instead of float32.
 // Returns 0, or -1 if the geometry is unsupported (nothing written).
+// block = 1 (unstructured CSR) or 4 (block CSR, see forward_tile_block).
 int spconv_forward(const void* x, int x_bf16, void* y, int y_bf16, int N, int Ci, int Co, int H, int W, int k,
-                   const int32_t* rowptr, const int32_t* cidx, const float* vals, int threads) {
+                   int block, const int32_t* rowptr, const int32_t* cidx, const float* vals, int threads) {
   Tiling t;
-  if (!make_tiling(t, N, Ci, H, W, k)) return -1;
-  if (x_bf16 && y_bf16)
-    forward(t, Co, (const uint16_t*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
-  else if (x_bf16)
-    forward(t, Co, (const uint16_t*)x, (float*)y, rowptr, cidx, vals, threads);
-  else if (y_bf16)
-    forward(t, Co, (const float*)x, (uint16_t*)y, rowptr, cidx, vals, threads);
-  else
-    forward(t, Co, (const float*)x, (float*)y, rowptr, cidx, vals, threads);
-  return 0;
+  if (!make_tiling(t, N, Ci, H, W, k) || !(block == 1 || (block == BLK && Co % BLK == 0))) return -1;
+  if (block == 1) return forward_dispatch<1>(x, x_bf16, y, y_bf16, t, Co, rowptr, cidx, vals, threads);
+  return forward_dispatch<BLK>(x, x_bf16, y, y_bf16, t, Co, rowptr, cidx, vals, threads);
 }
 
 // out[j] = dW at entry j of the forward CSR (float32). Returns 0, or -1 if unsupported.
 int spconv_wgrad(const void* x, int x_bf16, const void* dy, int dy_bf16, int N, int Ci, int Co, int H, int W, int k,
-                 const int32_t* rowptr, const int32_t* cidx, float* out, int threads) {
+                 int block, const int32_t* rowptr, const int32_t* cidx, float* out, int threads) {
   Tiling t;
-  if (!make_tiling(t, N, Ci, H, W, k)) return -1;
-  if (x_bf16 && dy_bf16)
-    wgrad(t, Co, (const uint16_t*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
-  else if (x_bf16)
-    wgrad(t, Co, (const uint16_t*)x, (const float*)dy, rowptr, cidx, out, threads);
-  else if (dy_bf16)
-    wgrad(t, Co, (const float*)x, (const uint16_t*)dy, rowptr, cidx, out, threads);
-  else
-    wgrad(t, Co, (const float*)x, (const float*)dy, rowptr, cidx, out, threads);
-  return 0;
+  if (!make_tiling(t, N, Ci, H, W, k) || !(block == 1 || (block == BLK && Co % BLK == 0))) return -1;
+  if (block == 1) return wgrad_dispatch<1>(x, x_bf16, dy, dy_bf16, t, Co, rowptr, cidx, out, threads);
+  return wgrad_dispatch<BLK>(x, x_bf16, dy, dy_bf16, t, Co, rowptr, cidx, out, threads);
 }
 }
