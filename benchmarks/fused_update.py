@@ -8,7 +8,8 @@ parameter), ``MaskSet.apply_to_weights`` and ``apply_to_momentum`` (reset_moment
 uniform sparsity on the model's paper sparse layers (``sparsity.layers=paper``: stem, 1x1
 shortcuts and classifier dense), random positions. Gradients are fixed random tensors (the update's
 cost does not depend on their values); times are medians over repeats after warm-up steps, with
-PyTorch's thread count (both paths use the same OpenMP pool).
+PyTorch's thread count (both paths use the same OpenMP pool); the target counts as met when both the
+ratio of medians and the ratio of best-of-repeats times reach it.
 
 Run:  python benchmarks/fused_update.py [--quick]
 Writes results/benchmarks/fused_update.json (with CPU model and library versions).
@@ -93,10 +94,15 @@ def measure(name: str, classes: int, warmup: int, repeats: int) -> dict:
         "fused_ms_all": [1e3 * t for t in fused_s],
     }
     entry["speedup"] = entry["eager_ms_median"] / entry["fused_ms_median"]
+    # Best-of-repeats: the least disturbed run of each on a shared machine (many small OpenMP regions
+    # of the eager path suffer far more from other processes than the fused path's single one).
+    entry["eager_ms_min"], entry["fused_ms_min"] = 1e3 * min(eager_s), 1e3 * min(fused_s)
+    entry["speedup_min"] = entry["eager_ms_min"] / entry["fused_ms_min"]
     print(
         f"{name:12s} {entry['parameter_tensors']:4d} tensors {entry['parameters'] / 1e6:6.2f}M params: "
         f"eager {entry['eager_ms_median']:8.2f} ms  fused {entry['fused_ms_median']:7.2f} ms  "
-        f"speedup {entry['speedup']:.2f}x",
+        f"speedup {entry['speedup']:.2f}x (best-of: {entry['eager_ms_min']:.2f} / {entry['fused_ms_min']:.2f} ms, "
+        f"{entry['speedup_min']:.2f}x)",
         flush=True,
     )
     return entry
@@ -124,7 +130,7 @@ def main() -> int:
         environment=provenance.collect(torch.device("cpu")),
         command=" ".join(["python", "benchmarks/fused_update.py", *sys.argv[1:]]),
     )
-    results["target_met"] = all(m["speedup"] >= TARGET for m in results["models"].values())
+    results["target_met"] = all(min(m["speedup"], m["speedup_min"]) >= TARGET for m in results["models"].values())
     atomic.write_json(args.out, results)
     print(f"wrote {args.out}; target met: {results['target_met']}")
     return 0
