@@ -218,7 +218,11 @@ def main() -> int:
                           f"({dense / sparse:.2f}x)", flush=True)  # fmt: skip
             base = step_images_per_s(model, batch, ["train.sparse_kernels=off"], batches, prepared)
             entry["step"]["masked_dense_bf16_channels_last"] = base
-            print(f"{model} step masked dense (bf16, channels_last): {base:.1f} img/s", flush=True)
+            nchw = step_images_per_s(
+                model, batch, ["train.sparse_kernels=off", "train.channels_last=false"], batches, prepared
+            )
+            entry["step"]["masked_dense_bf16_nchw"] = nchw
+            print(f"{model} step masked dense (bf16): channels_last {base:.1f}, NCHW {nchw:.1f} img/s", flush=True)
             for scheme in SCHEMES:
                 for sparsity in SPARSITIES[1:]:
                     common = [f"sparsity.target={sparsity}", f"sparsity.scheme={scheme}", "train.sparse_kernels=on"]

@@ -150,11 +150,15 @@ def unsupported_reason(module: nn.Module, input_hw: tuple[int, int] | None = Non
 
 
 def _tileable(h: int, w: int) -> bool:
-    """The geometry rule of csrc/spconv.cpp's tiling (8 chunks of 16 pixels per tile)."""
+    """The geometry rule of csrc/spconv.cpp's tiling (8 or 4 chunks of 16 pixels per tile)."""
     if (h * w) % 16 or not (w % 16 == 0 or 16 % w == 0):
         return False
     chunks = h * w // 16
-    return chunks % 8 == 0 and (8 * 16) % w == 0 if chunks >= 8 else 8 % chunks == 0
+
+    def fits(tile: int) -> bool:
+        return chunks % tile == 0 and (tile * 16) % w == 0 if chunks >= tile else tile % chunks == 0
+
+    return fits(8) or fits(4)
 
 
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:

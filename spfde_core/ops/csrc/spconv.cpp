@@ -12,10 +12,10 @@
 //   weight gradient dW[j] = sum_{n, h, w} dy[n, co, h, w] * x[n, cidx[j], h + kh - pad, w + kw - pad],
 //                   computed only at the active entries (a sampled dense-dense product, SDDMM)
 //
-// Work is cut into tiles of T = 8 chunks of 16 output pixels (rows of one image, or whole small
-// images); per tile the input rows it reads are packed once into a per-thread float32 buffer (see
+// Work is cut into tiles of 8 (or 4, see make_tiling) chunks of 16 output pixels (rows of one
+// image, or whole small images); per tile the input rows it reads are packed once into a per-thread float32 buffer (see
 // Tiling), then every output channel's entries stream over that buffer: one 16-lane FMA per entry
-// and chunk, with 8 accumulators in registers. Each 512-bit FMA needs one (usually cache-line
+// and chunk, with one accumulator per chunk in registers. Each 512-bit FMA needs one (usually cache-line
 // split) load, so the kernels are bound by L1 load bandwidth, not by the FMA units (docs).
 //
 // A float64 scalar path (same CSR, shifts and lane masks) exists for gradcheck.
@@ -28,8 +28,6 @@
 #include <vector>
 
 namespace {
-
-constexpr int T = 8;  // chunks (of 16 pixels) per tile: 8 independent accumulators hide FMA latency
 
 inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load(const uint16_t* p) {
@@ -51,7 +49,7 @@ inline float to_float(uint16_t v) {
 
 // How the (image, chunk) sequence is cut into tiles and how a tile's input is packed.
 //
-// A tile is T chunks: R consecutive output rows of one image (W >= 16), or whole images (small
+// A tile is 8 or 4 chunks: R consecutive output rows of one image (W >= 16), or whole images (small
 // planes). Its input rows, with the k/2 halo rows above and below, are copied once per tile into a
 // per-thread buffer as float32 with zero rows outside the image ("packing"): the copy converts bf16
 // once instead of in every product, turns vertical padding into zeros, and gives each channel a
@@ -71,22 +69,23 @@ struct Tiling {
   __mmask16 hmask[16];
 };
 
-bool make_tiling(Tiling& t, int N, int C, int H, int W, int k) {
+bool tiling_for(Tiling& t, int N, int C, int H, int W, int k, int tc) {
   t.N = N; t.C = C; t.H = H; t.W = W; t.k = k; t.pad = k / 2; t.HW = H * W; t.nch = t.HW / 16;
   if (t.HW % 16 || k > 15) return false;
   if (W % 16 == 0) { t.masked = false; t.Wp = W + 2 * t.pad; t.padc = t.pad; }
   else if (16 % W == 0) { t.masked = true; t.Wp = W; t.padc = 0; }
   else return false;
-  if (t.nch >= T) {
-    if (t.nch % T || (T * 16) % W) return false;
-    t.segs = 1; t.seg_rows = T * 16 / W;
+  if (t.nch >= tc) {
+    if (t.nch % tc || (tc * 16) % W) return false;
+    t.segs = 1; t.seg_rows = tc * 16 / W;
   } else {
-    if (T % t.nch) return false;
-    t.segs = T / t.nch; t.seg_rows = H;
+    if (tc % t.nch) return false;
+    t.segs = tc / t.nch; t.seg_rows = H;
   }
-  t.tile_chunks = T;
+  t.tile_chunks = tc;
   t.segstride = long(t.seg_rows + 2 * t.pad) * t.Wp;
-  t.cstride = (t.segs * t.segstride + 15) / 16 * 16 + 16;  // 64-byte rows of channels, skewed by one line
+  t.cstride = (t.segs * t.segstride + 15) / 16 * 16;  // whole 64-byte lines per channel
+  if (t.cstride % 256 == 0) t.cstride += 16;  // 1 KiB multiples: skew by a line against set conflicts
   for (int kw = 0; kw < k; ++kw) {
     int dw = kw - t.pad;
     __mmask16 m = 0;
@@ -99,16 +98,32 @@ bool make_tiling(Tiling& t, int N, int C, int H, int W, int k) {
   return true;
 }
 
+// 8 chunks per tile (8 accumulators) unless the packed tile is well beyond L1 (48 KiB here); then
+// 4. The budget is measured: a 53 KiB tile of 64 channels still ran faster with 8 chunks, an 80 KiB
+// tile of 128 channels (8x8 planes) faster with 4.
+constexpr long L1_BUDGET = 56 * 1024;
+
+bool make_tiling(Tiling& t, int N, int C, int H, int W, int k) {
+  Tiling four;
+  const bool eight_ok = tiling_for(t, N, C, H, W, k, 8);
+  if (eight_ok && long(C) * t.cstride * 4 <= L1_BUDGET) return true;
+  if (tiling_for(four, N, C, H, W, k, 4)) {
+    t = four;
+    return true;
+  }
+  return eight_ok && tiling_for(t, N, C, H, W, k, 8);
+}
+
 // Position of a tile: first image, first output row (segs == 1), number of images.
 struct TilePos { long n0; int h0; int nimg; };
 
 inline long num_tiles(const Tiling& t) {
-  if (t.segs == 1) return long(t.N) * (t.nch / T);
+  if (t.segs == 1) return long(t.N) * (t.nch / t.tile_chunks);
   return (t.N + t.segs - 1) / t.segs;
 }
 inline TilePos tile_pos(const Tiling& t, long i) {
   if (t.segs == 1) {
-    long per = t.nch / T;
+    long per = t.nch / t.tile_chunks;
     return TilePos{i / per, int(i % per) * t.seg_rows, 1};
   }
   long n0 = i * t.segs;
@@ -286,8 +301,8 @@ void wgrad_tile_block(const Tiling& t, int Co, const float* buf, const GT* dy, c
 }
 
 // B = 1: unstructured CSR; B = BLK: block CSR (rows are groups of BLK output channels).
-template <int B, typename XT, typename YT>
-void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
+template <int B, int TT, typename XT, typename YT>
+void forward_tt(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
              const float* vals, int threads) {
   const int nnz = rowptr[Co / B * t.k * t.k];
   std::vector<int32_t> off(nnz);
@@ -303,21 +318,21 @@ void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr,
       pack(t, x, pos, buf.data());
       if constexpr (B == 1) {
         if (t.masked)
-          forward_tile<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+          forward_tile<YT, TT, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
         else
-          forward_tile<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+          forward_tile<YT, TT, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
       } else {
         if (t.masked)
-          forward_tile_block<YT, T, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+          forward_tile_block<YT, TT, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
         else
-          forward_tile_block<YT, T, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
+          forward_tile_block<YT, TT, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
       }
     }
   }
 }
 
-template <int B, typename XT, typename GT>
-void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
+template <int B, int TT, typename XT, typename GT>
+void wgrad_tt(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
            int threads) {
   const int entries = rowptr[Co / B * t.k * t.k];
   std::vector<int32_t> off(entries);
@@ -336,14 +351,14 @@ void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* ro
       pack(t, x, pos, buf.data());
       if constexpr (B == 1) {
         if (t.masked)
-          wgrad_tile<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+          wgrad_tile<GT, TT, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
         else
-          wgrad_tile<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+          wgrad_tile<GT, TT, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
       } else {
         if (t.masked)
-          wgrad_tile_block<GT, T, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+          wgrad_tile_block<GT, TT, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
         else
-          wgrad_tile_block<GT, T, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
+          wgrad_tile_block<GT, TT, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
       }
     }
 #pragma omp for schedule(static)
@@ -396,6 +411,20 @@ void wgrad_f64(const Geometry& g, const double* x, const double* dy, const int32
               acc += dy[(n * g.Co + co) * g.HW + p] * x[(n * g.Ci + cidx[j]) * g.HW + p + g.shift[tap]];
         out[j] = acc;
       }
+}
+
+template <int B, typename XT, typename YT>
+void forward(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
+             const float* vals, int threads) {
+  if (t.tile_chunks == 8) forward_tt<B, 8>(t, Co, x, y, rowptr, cidx, vals, threads);
+  else forward_tt<B, 4>(t, Co, x, y, rowptr, cidx, vals, threads);
+}
+
+template <int B, typename XT, typename GT>
+void wgrad(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
+           int threads) {
+  if (t.tile_chunks == 8) wgrad_tt<B, 8>(t, Co, x, dy, rowptr, cidx, out, threads);
+  else wgrad_tt<B, 4>(t, Co, x, dy, rowptr, cidx, out, threads);
 }
 
 template <int B>
