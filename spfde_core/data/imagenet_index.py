@@ -97,9 +97,7 @@ def build_imagefolder_index(
     layout = interpret_layout(list_directory_files(root), str(root))
     tree = (root / layout.prefix).resolve()
     strip = len(layout.prefix)
-    samples = {
-        split: [(path[strip:], label) for path, label in items] for split, items in layout.files.items()
-    }
+    samples = {split: [(path[strip:], label) for path, label in items] for split, items in layout.files.items()}
     sizes = [(rel, os.stat(tree / rel).st_size) for items in samples.values() for rel, _ in items]
     sha = _hash_entries(sizes)
 
@@ -158,9 +156,7 @@ def load_index(directory: str | Path) -> ImageFolderIndex:
         raise PreparedDataError(f"{path} is not valid JSON: {exc}") from exc
     if meta.get("schema_version") != SCHEMA_VERSION or meta.get("kind") != "imagefolder-index":
         raise PreparedDataError(f"{path} is not a schema-{SCHEMA_VERSION} imagefolder index")
-    samples = {
-        split: [(rel, int(label)) for rel, label in info["samples"]] for split, info in meta["splits"].items()
-    }
+    samples = {split: [(rel, int(label)) for rel, label in info["samples"]] for split, info in meta["splits"].items()}
     return ImageFolderIndex(
         directory=path.parent,
         root=Path(meta["root"]),

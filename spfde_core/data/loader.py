@@ -120,9 +120,7 @@ class TensorLoader:
     def __len__(self) -> int:
         return num_batches(self.num_samples, self.batch_size, self.drop_last)
 
-    def _augment(
-        self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
-    ) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         # Pad in uint8 pixel space with 0 (like torchvision Pad before ToTensor), then take every
         # sample's crop, mirrored or not, with a single gather.
         b, c, h, w = x.shape

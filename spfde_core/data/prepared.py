@@ -191,9 +191,7 @@ def write_prepared(name: str, data: SourceData, out_dir: str | Path, *, force: b
     """
     out_dir = Path(out_dir)
     target = out_dir / name
-    sha = content_hash(
-        data.train_images, data.train_labels, data.test_images, data.test_labels, data.class_names
-    )
+    sha = content_hash(data.train_images, data.train_labels, data.test_images, data.test_labels, data.class_names)
     if check_overwrite(target, sha, force):
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,9 +216,7 @@ def _load_meta(directory: Path) -> dict[str, Any]:
         )
     meta_path = directory / META_FILE
     if not meta_path.is_file():
-        raise PreparedDataError(
-            f"{meta_path} is missing; re-run `spfde data prepare {directory.name} --force`"
-        )
+        raise PreparedDataError(f"{meta_path} is missing; re-run `spfde data prepare {directory.name} --force`")
     try:
         meta = json.loads(meta_path.read_text())
     except ValueError as exc:
@@ -253,9 +249,7 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
     for file in ARRAY_FILES:
         path = directory / file
         if not path.is_file():
-            raise PreparedDataError(
-                f"{path} is missing; re-run `spfde data prepare {directory.name} --force`"
-            )
+            raise PreparedDataError(f"{path} is missing; re-run `spfde data prepare {directory.name} --force`")
         arrays[file.removesuffix(".npy")] = np.load(path, allow_pickle=False)
     for split in SPLITS:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -266,9 +260,7 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
                 f"records {tuple(expected['shape'])} / ({expected['num_samples']},)"
             )
         if images.dtype != np.uint8 or labels.dtype != np.int64:
-            raise PreparedDataError(
-                f"{directory}: {split} arrays have dtypes {images.dtype} / {labels.dtype}"
-            )
+            raise PreparedDataError(f"{directory}: {split} arrays have dtypes {images.dtype} / {labels.dtype}")
     return PreparedDataset(directory=directory, meta=meta, **arrays)
 
 

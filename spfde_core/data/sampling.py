@@ -14,9 +14,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     ``SeedSequence`` mixes the pair properly, so nearby (seed, epoch) pairs give unrelated streams
     and ``(0, 1_000_003)`` does not collide with ``(1, 0)`` as ``seed * k + epoch`` would.
     """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF]).generate_state(
-        1, np.uint64
-    )
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF]).generate_state(1, np.uint64)
     return torch.Generator(device="cpu").manual_seed(int(state[0]) & ((1 << 63) - 1))
 
 
@@ -31,13 +29,9 @@ def validate_active(indices: torch.Tensor | Sequence[int] | np.ndarray, num_tota
     """
     idx = torch.as_tensor(indices).detach().cpu()
     if idx.dtype == torch.bool:
-        raise ValueError(
-            "active indices must be integer sample indices, not a boolean mask (use mask.nonzero())"
-        )
+        raise ValueError("active indices must be integer sample indices, not a boolean mask (use mask.nonzero())")
     if idx.ndim != 1 or idx.is_floating_point() or idx.is_complex():
-        raise ValueError(
-            f"active indices must be a 1-D integer tensor, got dtype {idx.dtype} shape {tuple(idx.shape)}"
-        )
+        raise ValueError(f"active indices must be a 1-D integer tensor, got dtype {idx.dtype} shape {tuple(idx.shape)}")
     if idx.numel() == 0:
         raise ValueError("active indices must not be empty")
     idx = idx.to(torch.int64)
@@ -56,9 +50,7 @@ def num_batches(num_samples: int, batch_size: int, drop_last: bool) -> int:
     return num_samples // batch_size if drop_last else -(-num_samples // batch_size)
 
 
-def normalizer(
-    mean: Sequence[float], std: Sequence[float], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def normalizer(mean: Sequence[float], std: Sequence[float], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)``, shape (1, 3, 1, 1), with ``uint8 * scale + shift == (x / 255 - mean) / std``."""
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)

@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,9 +109,7 @@ def test_train_crops_are_translations_of_the_zero_padded_image(data):
             for dy in range(9)
             for dx in range(9)
             for flip in (False, True)
-            if torch.equal(
-                img, (lambda c: c.flip(-1) if flip else c)(padded[idx, :, dy : dy + SIZE, dx : dx + SIZE])
-            )
+            if torch.equal(img, (lambda c: c.flip(-1) if flip else c)(padded[idx, :, dy : dy + SIZE, dx : dx + SIZE]))
         ]
         assert matches, f"sample {int(idx)} is not a crop of its padded image"
         offsets.add(matches[0][:2])
@@ -130,9 +127,9 @@ def test_eval_is_fixed_order_and_unaugmented(data):
     assert indices.tolist() == list(range(N))
     assert all(torch.equal(u[0], v[0]) for u, v in zip(first, second, strict=True))
     images = torch.cat([b.images for b in first])
-    expected = (
-        data[0].permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)
-    ) / torch.tensor(STD).view(1, 3, 1, 1)
+    expected = (data[0].permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        STD
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(images, expected, rtol=0, atol=1e-5)
 
 
@@ -152,9 +149,7 @@ def test_drop_last_batch_counts(data):
 
 def test_rejects_channel_first_images(data):
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\) uint8"):
-        TensorLoader(
-            data[0].permute(0, 3, 1, 2), data[1], num_classes=10, batch_size=4, mean=MEAN, std=STD, train=True
-        )
+        TensorLoader(data[0].permute(0, 3, 1, 2), data[1], num_classes=10, batch_size=4, mean=MEAN, std=STD, train=True)
 
 
 def test_from_prepared_uses_catalog_normalisation(tmp_path):

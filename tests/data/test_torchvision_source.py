@@ -22,9 +22,7 @@ def test_no_network_error_lists_local_sources(tmp_path, monkeypatch):
     message = str(err.value)
     assert "no network was reachable" in message
     assert (
-        "data.source=imagefolder data.path=" in message
-        and "data.source=hf" in message
-        and "SPFDE_DATA_DIR" in message
+        "data.source=imagefolder data.path=" in message and "data.source=hf" in message and "SPFDE_DATA_DIR" in message
     )
     assert not (tmp_path / "out" / "cifar10").exists()
 
@@ -58,9 +56,7 @@ def test_fake_cifar100_pickles(tmp_path, monkeypatch):
     expected = splits["train"][0].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(data.train_images, expected)
 
-    out = prepare_dataset(
-        "cifar100", source="torchvision", path=str(tmp_path / "raw"), out_dir=tmp_path / "out"
-    )
+    out = prepare_dataset("cifar100", source="torchvision", path=str(tmp_path / "raw"), out_dir=tmp_path / "out")
     ds = load_prepared(out)
     assert ds.meta["source"]["kind"] == "torchvision" and ds.num_classes == 100
     assert ds.train_images.shape == (6, 32, 32, 3) and ds.test_images.shape == (4, 32, 32, 3)

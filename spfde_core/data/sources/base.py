@@ -37,9 +37,7 @@ class SourceData:
             if images.ndim != 4 or images.shape[3] != 3:
                 raise ValueError(f"{split} images must be (N, H, W, 3) uint8, got shape {images.shape}")
             if labels.shape != (images.shape[0],):
-                raise ValueError(
-                    f"{split} labels shape {labels.shape} does not match {images.shape[0]} images"
-                )
+                raise ValueError(f"{split} labels shape {labels.shape} does not match {images.shape[0]} images")
             if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
                 raise ValueError(f"{split} labels fall outside [0, {len(self.class_names)})")
             setattr(self, f"{split}_images", images)

@@ -75,14 +75,10 @@ def load_huggingface(path: str) -> SourceData:
     except Exception as exc:  # datasets raises many unrelated types (hub, network, file errors)
         raise DataSourceError(f"cannot load Hugging Face dataset {path!r}: {exc}") from exc
     if not isinstance(ds, datasets.DatasetDict):
-        raise DataSourceError(
-            f"{path}: expected a DatasetDict with train and test splits, got a single split"
-        )
+        raise DataSourceError(f"{path}: expected a DatasetDict with train and test splits, got a single split")
     test_name = next((s for s in TEST_SPLITS if s in ds), None)
     if "train" not in ds or test_name is None:
-        raise DataSourceError(
-            f"{path}: expected splits 'train' and one of {list(TEST_SPLITS)}, found {list(ds)}"
-        )
+        raise DataSourceError(f"{path}: expected splits 'train' and one of {list(TEST_SPLITS)}, found {list(ds)}")
     train, test = ds["train"], ds[test_name]
     image_col = _pick(train.column_names, IMAGE_COLUMNS, "image", path)
     label_col = _pick(train.column_names, LABEL_COLUMNS, "label", path)
@@ -92,15 +88,11 @@ def load_huggingface(path: str) -> SourceData:
     else:
         num = int(max(max(train[label_col]), max(test[label_col]))) + 1
         class_names = [str(i) for i in range(num)]
-        log.warning(
-            "%s: label column %r has no ClassLabel names; using %d numeric names", path, label_col, num
-        )
+        log.warning("%s: label column %r has no ClassLabel names; using %d numeric names", path, label_col, num)
     train_images, train_labels = _to_arrays(train, image_col, label_col, f"{path} train")
     test_images, test_labels = _to_arrays(test, image_col, label_col, f"{path} {test_name}")
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise DataSourceError(
-            f"{path}: train images {train_images.shape[1:]} differ from test {test_images.shape[1:]}"
-        )
+        raise DataSourceError(f"{path}: train images {train_images.shape[1:]} differ from test {test_images.shape[1:]}")
     return SourceData(
         train_images=train_images,
         train_labels=train_labels,

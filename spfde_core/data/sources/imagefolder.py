@@ -114,8 +114,7 @@ def load_imagefolder(path: str | Path, *, image_size: int | None = None) -> Sour
         names = list(read)
     else:
         raise DataSourceError(
-            f"ImageFolder source {path} is neither a directory nor a tar archive "
-            f"({', '.join(ARCHIVE_SUFFIXES)})"
+            f"ImageFolder source {path} is neither a directory nor a tar archive ({', '.join(ARCHIVE_SUFFIXES)})"
         )
     layout = interpret_layout(names, where)
     size = None if image_size is None else (image_size, image_size)

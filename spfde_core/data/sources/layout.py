@@ -112,8 +112,7 @@ def interpret_layout(paths: Iterable[str], where: str) -> FolderLayout:
                 by_split[split].append((rest[0], "/".join(rest[1:]), path))
         if not by_split[split]:
             raise DataSourceError(
-                f"{where}: no images (extensions {', '.join(IMG_EXTENSIONS)}) "
-                f"under {prefix}{dirname}/<class>/"
+                f"{where}: no images (extensions {', '.join(IMG_EXTENSIONS)}) under {prefix}{dirname}/<class>/"
             )
 
     train_classes = sorted({c for c, _, _ in by_split["train"]})

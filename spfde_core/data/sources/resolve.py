@@ -37,9 +37,7 @@ def _from_data_dir(name: str) -> str | None:
 
 
 def _looks_like_hf(path: Path) -> bool:
-    return path.is_dir() and (
-        (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
-    )
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file())
 
 
 def resolve_source(name: str, source: str = "auto", path: str | None = None) -> ResolvedSource:
@@ -55,21 +53,16 @@ def resolve_source(name: str, source: str = "auto", path: str | None = None) -> 
     """
     if source not in SOURCES:
         raise DataSourceError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    if (source == "synthetic" and name != "synthetic") or (
-        name == "synthetic" and source not in ("auto", "synthetic")
-    ):
+    if (source == "synthetic" and name != "synthetic") or (name == "synthetic" and source not in ("auto", "synthetic")):
         raise DataSourceError(
-            "source=synthetic goes only with the dataset 'synthetic' "
-            f"(got dataset {name!r}, source {source!r})"
+            f"source=synthetic goes only with the dataset 'synthetic' (got dataset {name!r}, source {source!r})"
         )
     if source == "torchvision" and name not in ("cifar10", "cifar100"):
         raise DataSourceError(f"source=torchvision provides cifar10 and cifar100, not {name!r}")
     if source in ("imagefolder", "hf") and not path:
         raise DataSourceError(f"source={source} needs a path (CLI: data.path=<...>)")
     if name == "imagenet" and source not in ("auto", "imagefolder"):
-        raise DataSourceError(
-            f"imagenet is read from an ImageFolder directory (source=imagefolder), not {source}"
-        )
+        raise DataSourceError(f"imagenet is read from an ImageFolder directory (source=imagefolder), not {source}")
     if source != "auto":
         return ResolvedSource(source, path)
 
@@ -82,9 +75,7 @@ def resolve_source(name: str, source: str = "auto", path: str | None = None) -> 
             return ResolvedSource("hf", path)
         if Path(path).is_dir() or is_archive(path):
             return ResolvedSource("imagefolder", path)
-        raise DataSourceError(
-            f"path {path} is neither a directory nor a tar archive; pass source= explicitly"
-        )
+        raise DataSourceError(f"path {path} is neither a directory nor a tar archive; pass source= explicitly")
     found = _from_data_dir(name)
     if found is not None:
         return ResolvedSource("imagefolder", found)

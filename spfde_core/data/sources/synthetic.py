@@ -65,7 +65,6 @@ def make_synthetic(
         class_names=[f"class_{i}" for i in range(num_classes)],
         kind="synthetic",
         path=(
-            f"num_train={num_train},num_test={num_test},num_classes={num_classes},"
-            f"image_size={image_size},seed={seed}"
+            f"num_train={num_train},num_test={num_test},num_classes={num_classes},image_size={image_size},seed={seed}"
         ),
     )
