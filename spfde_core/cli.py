@@ -164,6 +164,27 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print("\n".join(str(path) for path in written.values()))
 
 
+def cmd_ops(args: argparse.Namespace) -> None:
+    """Build (``spfde ops build``) or report the native kernels: fused masked update, sparse kernels."""
+    import torch
+
+    from spfde_core.ops import native
+    from spfde_core.ops.fused_update import select_impl
+
+    if args.action == "build":
+        try:
+            print(native.build(verbose=True))
+        except native.NativeUnavailable as err:
+            raise UsageError(str(err)) from None
+        return
+    reason = native.unavailable_reason()
+    print(f"native kernels: {'available' if reason is None else 'unavailable: ' + reason}")
+    print(f"library: {native.library_path()}{'' if native.library_path().exists() else ' (not built yet)'}")
+    impl, why = select_impl("auto", torch.device("cpu"))
+    print(f"masked update on cpu (train.update_impl=auto): {impl}{'' if why is None else ' (' + why + ')'}")
+    print(f"sparse kernels (train.sparse_kernels): {'CPU' if reason is None else 'masked dense path only'}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spfde", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -196,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     ana.add_argument("--prepared-dir", help="root of prepared datasets (default: the run's data.prepared_dir)")
     ana.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     ana.set_defaults(func=cmd_analyze)
+    ops = sub.add_parser("ops", help="native kernels: status, or `spfde ops build` to build them ahead of first use")
+    ops.add_argument("action", nargs="?", default="status", choices=["status", "build"])
+    ops.set_defaults(func=cmd_ops)
     from spfde_core.board.cli import add_board_parser  # `spfde board`: leaderboard, DVC plan, parallel runs
 
     add_board_parser(sub)
