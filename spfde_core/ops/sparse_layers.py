@@ -57,7 +57,8 @@ class SparseLayerKernel:
         self.calls = {"sparse": 0, "masked": 0}
         self.last_reason: str | None = None
         self._dense_forward = module.forward
-        module.forward = self.forward
+        # Under torch.compile the dispatch runs outside the graph (the native calls cannot be traced).
+        module.forward = torch.compiler.disable(self.forward)
 
     def detach(self) -> None:
         """Give the module its own forward back."""
@@ -191,6 +192,10 @@ def attach_sparse_kernels(methods: Sequence[Any], cfg: Any, device: torch.device
 
     engines = [m for m in methods if isinstance(m, SparseTraining)]
     if cfg.train.sparse_kernels == "off" or not engines:
+        return []
+    if cfg.train.sparse_kernels == "auto" and cfg.train.compile:
+        # The per-call dispatch (mask versions, call counters) would make torch.compile recompile every
+        # step until it gives up; auto leaves compiled runs on the masked path (`on` still forces them).
         return []
     if cfg.train.sparse_kernels == "on":
         reason = native.unavailable_reason() if device.type == "cpu" else f"device {device} (CPU only)"

@@ -134,3 +134,15 @@ def test_auto_leaves_channels_last_inputs_on_the_masked_path() -> None:
     model(torch.randn(16, 3, 32, 32).to(memory_format=torch.channels_last))
     assert sum(k.calls["masked"] for k in kernels) == 2 + len(kernels)
     assert any("channels_last" in (k.last_reason or "") for k in kernels)
+
+
+def test_auto_leaves_compiled_runs_alone(smoke_overrides) -> None:
+    """Under torch.compile the per-call dispatch would recompile every step: auto attaches nothing."""
+    from spfde_core.ops.sparse_layers import attach_sparse_kernels
+    from spfde_core.sparsity.engine import SparseTraining
+
+    engine = object.__new__(SparseTraining)  # only its type matters here
+    cfg = load_config(_train_overrides(smoke_overrides, "auto", "train.compile=true"))
+    assert attach_sparse_kernels([engine], cfg, torch.device("cpu")) == []
+    cfg = load_config(_train_overrides(smoke_overrides, "auto"))
+    assert len(attach_sparse_kernels([engine], cfg, torch.device("cpu"))) == 1
