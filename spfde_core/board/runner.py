@@ -15,6 +15,7 @@ import fnmatch
 import logging
 import os
 import queue
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,7 @@ def commit_command(repo: Path) -> str:
 
 def train_command(args: str) -> list[str]:
     """The `spfde train` command of a plan item's ``args`` (this checkout's code, no progress bars)."""
-    return [sys.executable, "-m", "spfde_core.cli", "train", *args.split(), "train.progress=false"]
+    return [sys.executable, "-m", "spfde_core.cli", "train", *shlex.split(args), "train.progress=false"]
 
 
 def worker_shares(jobs: int, cpus_per_job: int | None = None, gpus: str | None = None) -> list[Share]:

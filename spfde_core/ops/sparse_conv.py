@@ -56,6 +56,7 @@ def build_plan(mask: torch.Tensor) -> SparsePlan:
 
     Entries are sorted (rows, then channel), so the plan and the kernels' summation order are deterministic.
     """
+    version = (id(mask), mask._version)  # of the caller's buffer, before any reshaping view
     if mask.dim() == 2:
         mask = mask[:, :, None, None]
     co_n, ci_n, k, _ = mask.shape
@@ -79,7 +80,7 @@ def build_plan(mask: torch.Tensor) -> SparsePlan:
     order_t = torch.argsort(key_t)
     bwd_rows = (ci * k2 + flipped)[order_t]
     return SparsePlan(
-        version=(id(mask), mask._version),
+        version=version,
         nnz=int(flat.numel()),
         k=k,
         fwd_rowptr=fwd_rowptr,
@@ -136,8 +137,8 @@ def unsupported_reason(module: nn.Module, input_hw: tuple[int, int] | None = Non
     if not isinstance(module, nn.Conv2d):
         return f"{type(module).__name__} is not Conv2d or Linear"
     k = module.kernel_size
-    if k[0] != k[1] or k[0] % 2 == 0:
-        return f"kernel {k} is not square and odd"
+    if k[0] != k[1] or k[0] % 2 == 0 or k[0] > 15:
+        return f"kernel {k} is not square, odd and at most 15"
     if module.stride != (1, 1) or module.dilation != (1, 1) or module.groups != 1:
         return f"stride {module.stride}, dilation {module.dilation}, groups {module.groups} (needs 1, 1, 1)"
     if module.padding != (k[0] // 2, k[0] // 2) or module.padding_mode != "zeros":

@@ -33,6 +33,7 @@ from spfde_core.ops.sparse_conv import SparsePlan, build_plan, sparse_conv2d, sp
 from spfde_core.sparsity.masks import MASK_BUFFER
 
 log = logging.getLogger("spfde_core.ops")
+MAX_WGRAD_SCRATCH_BYTES = 256 * 2**20
 
 
 class SparseKernelUnavailable(RuntimeError):
@@ -98,6 +99,9 @@ class SparseLayerKernel:
             return f"linear input of {x.dim()} dims (needs (batch, features))"
         if self.sparsity() < self.min_sparsity:
             return f"sparsity {self.sparsity():.3f} < train.sparse_kernel_min_sparsity {self.min_sparsity}"
+        scratch = self.current_plan().nnz * 16 * 4 * torch.get_num_threads()
+        if scratch > MAX_WGRAD_SCRATCH_BYTES:  # the weight gradient keeps 16 partial sums per weight per thread
+            return f"weight-gradient scratch {scratch / 2**20:.0f} MiB > {MAX_WGRAD_SCRATCH_BYTES / 2**20:.0f} MiB"
         return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,9 +112,11 @@ class SparseLayerKernel:
             return self._dense_forward(x)
         self.calls["sparse"] += 1
         plan = self.current_plan()
+        if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+            x = x.to(torch.get_autocast_dtype("cpu"))  # what autocast does for the masked dense layer
         if isinstance(self.module, nn.Linear):
             y = sparse_linear(x, self.module.weight, plan)
-            return y + self.module.bias if self.module.bias is not None else y
+            return y + self.module.bias.to(y.dtype) if self.module.bias is not None else y
         return sparse_conv2d(x, self.module.weight, plan)
 
 

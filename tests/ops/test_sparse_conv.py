@@ -129,7 +129,8 @@ def test_unsupported_layers_are_named() -> None:
     assert unsupported_reason(nn.Conv2d(4, 4, 3, padding=1, bias=False)) is None
     assert "stride" in unsupported_reason(nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False))
     assert "bias" in unsupported_reason(nn.Conv2d(4, 4, 3, padding=1))
-    assert "square and odd" in unsupported_reason(nn.Conv2d(4, 4, 2, bias=False))
+    assert "square, odd" in unsupported_reason(nn.Conv2d(4, 4, 2, bias=False))
+    assert "at most 15" in unsupported_reason(nn.Conv2d(4, 4, 17, padding=8, bias=False))
     assert "padding" in unsupported_reason(nn.Conv2d(4, 4, 3, padding=0, bias=False))
     assert "H*W" in unsupported_reason(nn.Conv2d(4, 4, 3, padding=1, bias=False), (7, 7))
     assert not kernel_supports(2, 4, 7, 7, 3) and kernel_supports(2, 4, 8, 8, 3)

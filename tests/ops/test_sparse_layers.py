@@ -146,3 +146,24 @@ def test_auto_leaves_compiled_runs_alone(smoke_overrides) -> None:
     assert attach_sparse_kernels([engine], cfg, torch.device("cpu")) == []
     cfg = load_config(_train_overrides(smoke_overrides, "auto"))
     assert len(attach_sparse_kernels([engine], cfg, torch.device("cpu"))) == 1
+
+
+def test_sparse_linear_layer_reuses_its_plan_and_follows_autocast(monkeypatch) -> None:
+    linear = torch.nn.Linear(64, 32)
+    mask = torch.rand(32, 64) >= 0.99
+    linear.register_buffer("weight_mask", mask)
+    with torch.no_grad():
+        linear.weight.mul_(mask)
+    kernel = SparseLayerKernel("fc", linear, 0.9)
+    x = torch.randn(20, 64)
+    y = linear(x)
+    plan = kernel.plan
+    assert kernel.calls["sparse"] == 1 and plan is not None
+    assert torch.allclose(y, F.linear(x, linear.weight * mask, linear.bias), atol=1e-5)
+    linear(x)
+    assert kernel.plan is plan  # a 2-D mask's plan is cached like a conv's
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(x).dtype == torch.bfloat16  # as autocast makes the masked dense layer
+    monkeypatch.setattr(sparse_layers, "MAX_WGRAD_SCRATCH_BYTES", 1024)
+    linear(x)
+    assert "weight-gradient scratch" in kernel.last_reason and kernel.calls["masked"] == 1
