@@ -44,6 +44,18 @@ def pending_runs(repo: Path, only: list[str] | None = None) -> list[tuple[str, d
     ]
 
 
+def rebuild_command(repo: Path) -> str:
+    """The ``dvc repro`` that rebuilds the leaderboard after ``commit_command``.
+
+    With every planned run recorded a plain ``dvc repro`` has nothing left to train. After a partial
+    run or sweep it would train every planned run still missing (hundreds, for a whole profile), so
+    the leaderboard stage is then rebuilt alone (``--single-item``).
+    """
+    runs = read_params(repo).get("runs") or {}
+    missing = [k for k, v in runs.items() if not (Path(repo) / v["out"] / "metrics.json").exists()]
+    return "dvc repro --single-item leaderboard" if missing else "dvc repro"
+
+
 def commit_command(repo: Path) -> str:
     """The ``dvc commit`` that records the finished runs: their train stages and the prepared data.
 
@@ -120,7 +132,9 @@ def run_planned(
         failed = [k for k in pool.map(one, todo) if k]
     if not failed:
         log.info(
-            "all done: `%s` records them in dvc.lock; `dvc repro` then rebuilds the leaderboard", commit_command(repo)
+            "all done: `%s` records them in dvc.lock; `%s` then rebuilds the leaderboard",
+            commit_command(repo),
+            rebuild_command(repo),
         )
     return failed
 

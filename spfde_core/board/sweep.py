@@ -28,7 +28,7 @@ import hydra
 from omegaconf import DictConfig
 
 from spfde_core.board.pipeline import PlanError, read_params
-from spfde_core.board.runner import commit_command, pending_runs, train_command
+from spfde_core.board.runner import commit_command, pending_runs, rebuild_command, train_command
 from spfde_core.board.shares import available_cpus
 from spfde_core.pin import format_cpus
 
@@ -75,7 +75,9 @@ def sweep(repo: Path, only: list[str] | None = None, overrides: list[str] | None
     if rc != 0:
         raise PlanError(f"sweep: the Hydra multirun failed (exit {rc}); job logs under checkpoints/sweeps/")
     log.info(
-        "sweep done: `%s` records the runs in dvc.lock; `dvc repro` then rebuilds the leaderboard", commit_command(repo)
+        "sweep done: `%s` records the runs in dvc.lock; `%s` then rebuilds the leaderboard",
+        commit_command(repo),
+        rebuild_command(repo),
     )
     return len(todo)
 

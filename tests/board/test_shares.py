@@ -10,7 +10,7 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from spfde_core.board.runner import commit_command
+from spfde_core.board.runner import commit_command, rebuild_command
 from spfde_core.board.shares import Share, ShareError, plan_shares, resolve_gpus
 from spfde_core.board.sweep import job_command, sweep_command
 from spfde_core.pin import format_cpus, parse_cpus
@@ -128,7 +128,10 @@ def test_commit_command_names_only_recorded_stages_and_never_the_leaderboard(tmp
     (tmp_path / "results/runs/x/k1").mkdir(parents=True)
     (tmp_path / "results/runs/x/k1/metrics.json").write_text("{}")
     assert commit_command(tmp_path) == "dvc commit -f prepare@d train@k1"  # DVC refuses missing outs
+    # a plain `dvc repro` would now train k0 (and, for a whole profile, hundreds more)
+    assert rebuild_command(tmp_path) == "dvc repro --single-item leaderboard"
     (tmp_path / "data/prepared/e").mkdir(parents=True)
     (tmp_path / "results/runs/x/k0").mkdir(parents=True)
     (tmp_path / "results/runs/x/k0/metrics.json").write_text("{}")
     assert commit_command(tmp_path) == "dvc commit -f prepare train"
+    assert rebuild_command(tmp_path) == "dvc repro"
