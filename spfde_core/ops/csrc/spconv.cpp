@@ -301,73 +301,74 @@ void wgrad_tile_block(const Tiling& t, int Co, const float* buf, const GT* dy, c
 }
 
 // B = 1: unstructured CSR; B = BLK: block CSR (rows are groups of BLK output channels).
-template <int B, int TT, typename XT, typename YT>
-void forward_tt(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
-             const float* vals, int threads) {
-  const int nnz = rowptr[Co / B * t.k * t.k];
-  std::vector<int32_t> off(nnz);
-  std::vector<uint8_t> kw_of(nnz);
-  entry_offsets(t, Co / B, rowptr, cidx, off.data(), kw_of.data());
+// The drivers' shared part: per-entry offsets, then the tiles split over threads, each packed into
+// the thread's buffer and handed to tile(pos, buffer, thread).
+template <typename XT, typename F>
+void for_each_tile(const Tiling& t, const XT* x, int threads, F&& tile) {
   const long tiles = num_tiles(t);
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> buf(size_t(t.C) * t.cstride + 64);
+    const int thread = omp_get_thread_num();
 #pragma omp for schedule(static)
     for (long i = 0; i < tiles; ++i) {
       const TilePos pos = tile_pos(t, i);
       pack(t, x, pos, buf.data());
-      if constexpr (B == 1) {
-        if (t.masked)
-          forward_tile<YT, TT, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
-        else
-          forward_tile<YT, TT, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
-      } else {
-        if (t.masked)
-          forward_tile_block<YT, TT, true>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
-        else
-          forward_tile_block<YT, TT, false>(t, Co, buf.data(), y, pos, rowptr, off.data(), kw_of.data(), vals);
-      }
+      tile(pos, buf.data(), thread);
     }
   }
 }
 
+template <int B, int TT, typename XT, typename YT>
+void forward_tt(const Tiling& t, int Co, const XT* x, YT* y, const int32_t* rowptr, const int32_t* cidx,
+                const float* vals, int threads) {
+  const int entries = rowptr[Co / B * t.k * t.k];
+  std::vector<int32_t> off(entries);
+  std::vector<uint8_t> kw_of(entries);
+  entry_offsets(t, Co / B, rowptr, cidx, off.data(), kw_of.data());
+  // B and the mask mode are template arguments of the tile kernels: one instantiation per case.
+  auto run = [&](auto tile_kernel) {
+    for_each_tile(t, x, threads, [&](const TilePos& pos, const float* buf, int) {
+      tile_kernel(t, Co, buf, y, pos, rowptr, off.data(), kw_of.data(), vals);
+    });
+  };
+  if constexpr (B == 1) {
+    if (t.masked) run(forward_tile<YT, TT, true>);
+    else run(forward_tile<YT, TT, false>);
+  } else {
+    if (t.masked) run(forward_tile_block<YT, TT, true>);
+    else run(forward_tile_block<YT, TT, false>);
+  }
+}
+
 template <int B, int TT, typename XT, typename GT>
-void wgrad_tt(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx, float* out,
-           int threads) {
+void wgrad_tt(const Tiling& t, int Co, const XT* x, const GT* dy, const int32_t* rowptr, const int32_t* cidx,
+              float* out, int threads) {
   const int entries = rowptr[Co / B * t.k * t.k];
   std::vector<int32_t> off(entries);
   std::vector<uint8_t> kw_of(entries);
   entry_offsets(t, Co / B, rowptr, cidx, off.data(), kw_of.data());
   const int nnz = entries * B;  // weights: B per entry
-  const long tiles = num_tiles(t);
   std::vector<float> parts(size_t(threads) * nnz * 16, 0.0f);  // one partial-sum vector per weight per thread
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> buf(size_t(t.C) * t.cstride + 64);
-    float* part = parts.data() + size_t(omp_get_thread_num()) * nnz * 16;
-#pragma omp for schedule(static)
-    for (long i = 0; i < tiles; ++i) {
-      const TilePos pos = tile_pos(t, i);
-      pack(t, x, pos, buf.data());
-      if constexpr (B == 1) {
-        if (t.masked)
-          wgrad_tile<GT, TT, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
-        else
-          wgrad_tile<GT, TT, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
-      } else {
-        if (t.masked)
-          wgrad_tile_block<GT, TT, true>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
-        else
-          wgrad_tile_block<GT, TT, false>(t, Co, buf.data(), dy, pos, rowptr, off.data(), kw_of.data(), part);
-      }
-    }
-#pragma omp for schedule(static)
-    for (int j = 0; j < nnz; ++j) {
-      __m512 s = _mm512_setzero_ps();
-      for (int th = 0; th < threads; ++th)
-        s = _mm512_add_ps(s, _mm512_loadu_ps(parts.data() + (size_t(th) * nnz + j) * 16));
-      out[j] = _mm512_reduce_add_ps(s);
-    }
+  auto run = [&](auto tile_kernel) {
+    for_each_tile(t, x, threads, [&](const TilePos& pos, const float* buf, int thread) {
+      float* part = parts.data() + size_t(thread) * nnz * 16;
+      tile_kernel(t, Co, buf, dy, pos, rowptr, off.data(), kw_of.data(), part);
+    });
+  };
+  if constexpr (B == 1) {
+    if (t.masked) run(wgrad_tile<GT, TT, true>);
+    else run(wgrad_tile<GT, TT, false>);
+  } else {
+    if (t.masked) run(wgrad_tile_block<GT, TT, true>);
+    else run(wgrad_tile_block<GT, TT, false>);
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int j = 0; j < nnz; ++j) {
+    __m512 sum = _mm512_setzero_ps();
+    for (int th = 0; th < threads; ++th)
+      sum = _mm512_add_ps(sum, _mm512_loadu_ps(parts.data() + (size_t(th) * nnz + j) * 16));
+    out[j] = _mm512_reduce_add_ps(sum);
   }
 }
 
