@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_config import throughput_config
 
 from spfde_core import atomic, provenance
-from spfde_core.cli import load_config
 from spfde_core.ops.sparse_conv import build_plan, sparse_conv2d, unsupported_reason
 from spfde_core.ops.sparse_layers import attach_sparse_kernels
 from spfde_core.sparsity import SPARSITY_METHODS
@@ -164,20 +164,7 @@ def time_layer(module: torch.nn.Module, shape: tuple[int, ...], sparsity: float,
 
 def step_images_per_s(model: str, batch: int, overrides: list[str], batches: int, prepared: str) -> float:
     """Images/s of the real trainer's epoch on static random masks (after a warm-up epoch)."""
-    cfg = load_config(
-        [
-            "profile=smoke",
-            f"model={model}",
-            "model.width=null",
-            f"train.batch_size={batch}",
-            f"train.max_batches_per_epoch={batches}",
-            "train.progress=false",
-            f"data.prepared_dir={prepared}",
-            f"data.synthetic.num_train={batch * batches}",
-            "sparsity=static_random",
-            *overrides,
-        ]
-    )
+    cfg = throughput_config(model, batch, batches, prepared, ["sparsity=static_random", *overrides])
     device = resolve_device("cpu")
     data = build_data(cfg, device)
     torch.manual_seed(0)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_config import throughput_config
 
 from spfde_core import atomic, provenance
-from spfde_core.cli import load_config
 from spfde_core.models import build_model
 from spfde_core.train.build import build_data, build_model_for, resolve_device
 from spfde_core.train.callbacks import CallbackList, TrainState
@@ -46,19 +46,7 @@ DEFAULT_MODE = "bf16_cl_eager"  # what `spfde train` uses on a CPU unless told o
 
 def trainer_images_per_s(model: str, batch: int, mode: str, batches: int, repeats: int, prepared: str) -> list[float]:
     """Images/s of the real trainer epoch function, after a warm-up pass (and compilation)."""
-    cfg = load_config(
-        [
-            "profile=smoke",
-            f"model={model}",
-            "model.width=null",
-            f"train.batch_size={batch}",
-            f"train.max_batches_per_epoch={batches}",
-            "train.progress=false",
-            f"data.prepared_dir={prepared}",
-            f"data.synthetic.num_train={batch * batches}",
-            *MODES[mode],
-        ]
-    )
+    cfg = throughput_config(model, batch, batches, prepared, MODES[mode])
     device = resolve_device("auto")
     data = build_data(cfg, device)
     torch.manual_seed(0)
