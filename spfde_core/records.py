@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from spfde_core import atomic
 
@@ -46,7 +45,26 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _non_finite(node: Any, where: tuple[str, ...] = ()) -> tuple[tuple[str, ...], float] | None:
+    """(path, value) of the first NaN or infinity in ``node``, depth first; None when every number is finite."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return where, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = _non_finite(value, (*where, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
 def validate_record(record: dict[str, Any], source: str = "record") -> None:
+    """The schema, plus what JSON Schema cannot say: every number is finite (NaN passes ``minimum``)."""
+    import jsonschema  # here: importing the board (planner, runner) needs no schema validator
+
+    bad = _non_finite(record)
+    if bad is not None:
+        where = "/".join(bad[0]) or "(top level)"
+        raise RecordError(f"{source}: invalid run record at '{where}': {bad[1]!r} is not a finite number")
     try:
         jsonschema.validate(record, schema())
     except jsonschema.ValidationError as err:

@@ -11,12 +11,30 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from spfde_core import atomic
+from spfde_core.records import RecordError
 
 log = logging.getLogger("spfde_core.board")
+STAGING_PREFIX = ".board-staging-"
+
+
+class BoardError(RecordError):
+    """The leaderboard was not rebuilt (the committed files are untouched); the message says why and what to do."""
+
+
+def _has_rows(table: Path) -> bool:
+    """Whether a leaderboard CSV holds at least one cell (a header line alone is an empty leaderboard)."""
+    try:
+        lines = table.read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.strip() for line in lines[1:])
 
 
 @dataclass
@@ -35,8 +53,15 @@ def build_board(
     out_dir: Path | None = None,
     skip_invalid: bool = False,
     plots: bool = True,
+    allow_empty: bool = False,
 ) -> BoardResult:
-    """Read every record under ``runs_root`` (default results/runs) and write the leaderboard to ``out_dir``."""
+    """Read every record under ``runs_root`` (default results/runs) and write the leaderboard to ``out_dir``.
+
+    Nothing committed is lost: every file is rendered into a staging folder next to the outputs and swapped in
+    (``os.replace``) only once all of them exist, so a failure leaves the previous leaderboard in place; a
+    non-empty leaderboard is never replaced by an empty one (no records, or none readable) unless
+    ``allow_empty``.
+    """
     from spfde_core.board.aggregate import build_cells, rank_protocol
     from spfde_core.board.collect import collect
     from spfde_core.board.paper import PAPER_FILE, load_paper
@@ -56,25 +81,46 @@ def build_board(
     ranked = {}
     for pid in sorted({c.protocol.id for c in cells}):
         ranked[pid] = rank_protocol([c for c in cells if c.protocol.id == pid])
-    out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "LEADERBOARD.md"
     table = out_dir / "leaderboard.csv"
-    atomic.write_text(md, render_markdown(cells, ranked, specs, paper, skipped, out_dir))
-    atomic.write_text(table, render_csv(cells, paper, out_dir))
-    written: list[Path] = []
-    plot_dir = out_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for old in sorted(plot_dir.glob("*.png")):  # only what the current records give: stale plots go
-        old.unlink()
-    if plots:
-        for pid, group in ranked.items():
-            written.append(pareto_plot(group, pid, plot_dir / f"pareto-{pid}.png"))
-            for rep, tid in sorted({(c.reproduction, c.table) for c in group}):
-                sub = [c for c in group if (c.reproduction, c.table) == (rep, tid)]
-                sub.sort(key=lambda c: (c.entry, c.setting))
-                name = f"curves-{rep}-{tid.strip('()')}-{pid}.png"
-                written.append(curves_plot(sub, f"{rep} {tid}, {pid}", plot_dir / name))
-    written = [p for p in written if p is not None]
+    if not records and not allow_empty and _has_rows(table):
+        raise BoardError(
+            f"{runs_root}: no readable run records ({len(skipped)} skipped); refusing to replace the non-empty "
+            f"{table}, {md} and {out_dir / 'plots'} with an empty leaderboard (nothing was changed). "
+            "Restore the records, or pass --allow-empty to write an empty leaderboard"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"{STAGING_PREFIX}*"):  # left by a killed earlier run
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX))
+    try:
+        atomic.write_text(stage / md.name, render_markdown(cells, ranked, specs, paper, skipped, out_dir))
+        atomic.write_text(stage / table.name, render_csv(cells, paper, out_dir))
+        staged_plots = stage / "plots"
+        staged_plots.mkdir()
+        names: list[str] = []
+        if plots:
+            for pid, group in ranked.items():
+                names.append(pareto_plot(group, pid, staged_plots / f"pareto-{pid}.png"))
+                for rep, tid in sorted({(c.reproduction, c.table) for c in group}):
+                    sub = [c for c in group if (c.reproduction, c.table) == (rep, tid)]
+                    sub.sort(key=lambda c: (c.entry, c.setting))
+                    name = f"curves-{rep}-{tid.strip('()')}-{pid}.png"
+                    names.append(curves_plot(sub, f"{rep} {tid}, {pid}", staged_plots / name))
+        names = [p.name for p in names if p is not None]
+        # Everything rendered: swap it in, file by file (each os.replace is atomic).
+        plot_dir = out_dir / "plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / md.name, md)
+        os.replace(stage / table.name, table)
+        for old in sorted(plot_dir.glob("*.png")):  # only what the current records give: stale plots go
+            if old.name not in names:
+                old.unlink()
+        for name in names:
+            os.replace(staged_plots / name, plot_dir / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    written = [plot_dir / name for name in names]
     log.info(
         "leaderboard: %d cells from %d records -> %s, %s, %d plots", len(cells), len(records), md, table, len(written)
     )

@@ -1,6 +1,7 @@
 """`spfde board`: the leaderboard, the DVC plan and the parallel runner (wired into spfde_core/cli.py).
 
     spfde board [--skip-invalid] [--no-plots]        results/LEADERBOARD.md, leaderboard.csv, plots/
+        [--allow-empty]                               (never an empty one over a non-empty one unless told)
     spfde board plan --profile cpu [--only GLOB]     params.yaml: what `dvc repro` runs
     spfde board plan --check                         fail if params.yaml is stale
     spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel, each worker pinned
@@ -22,7 +23,12 @@ def cmd_board(args: argparse.Namespace) -> None:
     from spfde_core.board import build_board
 
     result = build_board(
-        Path(args.repo), runs_root=args.runs, out_dir=args.out, skip_invalid=args.skip_invalid, plots=not args.no_plots
+        Path(args.repo),
+        runs_root=args.runs,
+        out_dir=args.out,
+        skip_invalid=args.skip_invalid,
+        plots=not args.no_plots,
+        allow_empty=args.allow_empty,
     )
     for path, reason in result.skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
@@ -72,6 +78,9 @@ def add_board_parser(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--out", help="output folder (default: <repo>/results)")
     board.add_argument("--skip-invalid", action="store_true", help="skip malformed records and list them")
     board.add_argument("--no-plots", action="store_true", help="write the tables only")
+    board.add_argument(
+        "--allow-empty", action="store_true", help="replace a non-empty leaderboard even when no record is readable"
+    )
     board.set_defaults(func=cmd_board)
     actions = board.add_subparsers(dest="board_command")
     plan = actions.add_parser("plan", help="write params.yaml: the runs `dvc repro` regenerates for a profile")

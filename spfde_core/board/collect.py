@@ -43,9 +43,14 @@ def _same(expected: Any, actual: Any) -> bool:
 
 
 def check_overrides(record: dict[str, Any], overrides: tuple[str, ...], where: str) -> None:
-    """The record's resolved config must carry every value its row declares (ecosystem notes Sec. 7.2)."""
+    """The record's resolved config must carry every value its row declares (ecosystem notes Sec. 7.2).
+
+    A row's overrides are layered (spec.py: the profile's, the table's, the setting's, the entry's, then the
+    entry's for that profile), so a key set twice is declared by its last value, as Hydra applies them.
+    """
     config = record["config"]
-    for override in overrides:
+    last = {o.partition("=")[0]: o for o in overrides}
+    for override in last.values():
         key, _, raw = override.partition("=")
         if key == "profile":
             field, expected = "config.profile", raw
@@ -138,4 +143,18 @@ def collect(
             skipped.append((path.as_posix(), str(err)))
             continue
         good.append(Record(path, record))
-    return good, skipped
+    # One (reproduction, row, seed) is one run: a copy elsewhere under runs_root would count a seed twice.
+    claims: dict[tuple[str, str, int], list[Record]] = {}
+    for r in good:
+        claims.setdefault((r.run["reproduction"], r.run["row"], r.run["seed"]), []).append(r)
+    for (reproduction, row, seed), same in claims.items():
+        if len(same) < 2:
+            continue
+        files = " and ".join(str(r.path) for r in same)
+        reason = f"{reproduction}/{row} seed {seed} is claimed by {len(same)} records: {files} (keep one)"
+        if not skip_invalid:
+            raise RecordError(f"duplicate run record: {reason}")
+        skipped.extend((r.path.as_posix(), f"duplicate run record: {reason}") for r in same)
+    duplicated = {r.path for same in claims.values() if len(same) > 1 for r in same}
+    good = [r for r in good if r.path not in duplicated]
+    return good, sorted(skipped)
