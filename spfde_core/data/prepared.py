@@ -230,18 +230,50 @@ def _load_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def load_prepared(directory: str | Path) -> PreparedDataset:
-    """Load a prepared dataset folder whole into memory.
+def prepare_command(directory: Path, meta: dict[str, Any]) -> str:
+    """The command that re-prepares ``directory`` from the source recorded in its meta.json."""
+    source = meta.get("source") or {}
+    if source.get("kind") == "synthetic":  # generated from the run's config; training makes it again when missing
+        return f"rm -r {directory}"
+    args = [f"spfde data prepare {meta.get('name', directory.name)}"]
+    if source.get("kind"):
+        args.append(f"data.source={source['kind']}")
+        if source.get("path"):
+            args.append(f"data.path={source['path']}")
+    if directory.parent != Path("data/prepared"):
+        args.append(f"data.prepared_dir={directory.parent}")
+    return " ".join([*args, "--force"])
+
+
+def _changed_files(directory: Path) -> list[str]:
+    """Files written after meta.json (which preparation writes last); every content file if none is."""
+    files = [*ARRAY_FILES, META_FILE]
+    try:
+        written = (directory / META_FILE).stat().st_mtime_ns
+        later = [f for f in ARRAY_FILES if (directory / f).stat().st_mtime_ns > written]
+    except OSError:
+        later = []
+    return later or files
+
+
+def load_prepared(directory: str | Path, *, verify: bool = True) -> PreparedDataset:
+    """Load a prepared dataset folder whole into memory and check its content hash.
+
+    Recomputing ``content_sha256`` costs one pass over the arrays (0.3 s for CIFAR-10's 184 MB on one
+    core) and is what stops a run from training on files changed after preparation.
 
     Args:
         directory: the ``<out_dir>/<name>`` folder.
+        verify: recompute the content hash and compare it with meta.json's.
 
     Returns:
         The ``PreparedDataset``.
 
     Raises:
         PreparedDataMissing (a FileNotFoundError): the folder does not exist (the message says how to create it).
-        PreparedDataError: a file is missing, meta.json is unreadable, or arrays disagree with it.
+        PreparedDataError: a file is missing, meta.json is unreadable, arrays disagree with it, or (``verify``)
+            the content no longer has the recorded hash; the message names the file(s) and the command to
+            re-prepare.
     """
     directory = Path(directory)
     meta = _load_meta(directory)
@@ -261,7 +293,17 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
             )
         if images.dtype != np.uint8 or labels.dtype != np.int64:
             raise PreparedDataError(f"{directory}: {split} arrays have dtypes {images.dtype} / {labels.dtype}")
-    return PreparedDataset(directory=directory, meta=meta, **arrays)
+    ds = PreparedDataset(directory=directory, meta=meta, **arrays)
+    if verify:
+        sha = content_hash(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, ds.class_names)
+        if sha != ds.content_sha256:
+            changed = ", ".join(str(directory / f) for f in _changed_files(directory))
+            raise PreparedDataError(
+                f"{changed}: changed after preparation (content sha256 {sha} does not match the "
+                f"{ds.content_sha256} recorded in meta.json); refusing to use it. "
+                f"To prepare it again: `{prepare_command(directory, meta)}`"
+            )
+    return ds
 
 
 def verify_prepared(directory: str | Path) -> str:
@@ -273,11 +315,4 @@ def verify_prepared(directory: str | Path) -> str:
     Raises:
         PreparedDataError: the recomputed hash differs (the files were changed after preparation).
     """
-    ds = load_prepared(directory)
-    sha = content_hash(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, ds.class_names)
-    if sha != ds.content_sha256:
-        raise PreparedDataError(
-            f"{ds.directory}: content hash {sha} does not match meta.json's {ds.content_sha256}; "
-            f"the files changed after preparation; re-run `spfde data prepare {ds.name} --force`"
-        )
-    return sha
+    return load_prepared(directory, verify=True).content_sha256
