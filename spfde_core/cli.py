@@ -61,10 +61,15 @@ def _validated(overrides: list[str]) -> DictConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from spfde_core.train.run import run_training
+    from spfde_core.config import config_hash
+    from spfde_core.train.faults import clean_faults
+    from spfde_core.train.run import RunPaths, run_training
 
     overrides = [*args.overrides, *(["run.force=true"] if args.force else [])]
-    run_training(_validated(overrides))
+    cfg = _validated(overrides)
+    # Ctrl-C / SIGTERM / a full disk: one line saying where the run resumes (exit 130 / 143 / 2), no traceback.
+    with clean_faults(RunPaths.of(cfg, config_hash(cfg)).checkpoint, cfg.train.epochs):
+        run_training(cfg)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -231,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     from spfde_core.data import DataSourceError, PreparedDataError
     from spfde_core.records import RecordError
     from spfde_core.train.checkpoint import CheckpointError
+    from spfde_core.train.faults import RunInterrupted, RunIOError
     from spfde_core.train.run import RunExistsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -238,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     expected = (UsageError, ConfigError, DataSourceError, PreparedDataError, RecordError, CheckpointError)
     try:
         args.func(args)
-    except (*expected, RunExistsError) as err:
+    except (*expected, RunExistsError, RunIOError) as err:
         print(f"spfde: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:
+        print(f"spfde: {err}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

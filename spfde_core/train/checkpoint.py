@@ -35,12 +35,25 @@ class Checkpointer:
         self.callbacks = callbacks
 
     def on_epoch_end(self, state: TrainState) -> None:
-        atomic.torch_save(self.path, self.snapshot(state))
+        self._save(self.path, self.snapshot(state), state.cfg.train.epochs)
         every = state.cfg.run.snapshot_every_epochs
         if every and (state.epoch + 1) % every == 0:
             # Model-only snapshots for analyses over training (CKA against the final model).
             snapshot = self.path.parent / "snapshots" / f"epoch{state.epoch + 1:04d}.pt"
-            atomic.torch_save(snapshot, state.model.state_dict())
+            self._save(snapshot, state.model.state_dict(), state.cfg.train.epochs)
+
+    def _save(self, path: Path, obj: Any, epochs: int) -> None:
+        """Atomic write; a full disk or any I/O error ends the run with one line, the last good checkpoint intact."""
+        from spfde_core.train.faults import resume_message
+
+        try:
+            atomic.torch_save(path, obj)
+        except (OSError, RuntimeError) as err:  # a full disk surfaces from torch's zip writer as RuntimeError
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+            raise CheckpointError(
+                f"{path}: cannot write the checkpoint ({reason}); nothing was half-written. "
+                f"{resume_message(self.path, epochs)} (free space first)"
+            ) from None
 
     def snapshot(self, state: TrainState) -> dict[str, Any]:
         return {

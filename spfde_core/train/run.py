@@ -25,6 +25,7 @@ from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.train.build import build_data, build_model_for, resolve_device
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.checkpoint import Checkpointer, resume
+from spfde_core.train.faults import remove_stale_tmp
 from spfde_core.train.loop import train
 from spfde_core.train.optim import build_optimizer
 from spfde_core.train.progress import ProgressBar
@@ -100,6 +101,8 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
         log.setLevel(logging.WARNING)
     if cfg.run.force and paths.work_dir.exists() and main:
         shutil.rmtree(paths.work_dir)  # start over: a stale checkpoint would be resumed otherwise
+    if main:
+        remove_stale_tmp(paths.work_dir, paths.run_dir)  # the atomic writer's files, left by a killed run
     if dist_ctx is not None:
         dist_ctx.barrier()  # nobody looks for a checkpoint before rank 0 removed a stale one
 
