@@ -5,6 +5,7 @@
 - ``collect``: every record validated against the schema and checked for consistency;
 - ``aggregate``: cells per protocol (mean, 95% t-interval, n, FLOPs, memory, time), Pareto ranks;
 - ``render`` / ``plots``: deterministic Markdown, CSV and seaborn PNGs;
+- ``claims``: reproductions/<name>/claims.yaml tested on the cells (Claims section, results/claims.csv);
 - ``pipeline``: the DVC plan in params.yaml (`spfde board plan`) and a parallel runner (`spfde board run`).
 """
 
@@ -63,6 +64,7 @@ def build_board(
     ``allow_empty``.
     """
     from spfde_core.board.aggregate import build_cells, rank_protocol
+    from spfde_core.board.claims import evaluate, load_all_claims, render_claims_csv, render_claims_markdown
     from spfde_core.board.collect import collect
     from spfde_core.board.paper import PAPER_FILE, load_paper
     from spfde_core.board.plots import curves_plot, pareto_plot
@@ -73,6 +75,7 @@ def build_board(
     runs_root = Path(runs_root) if runs_root is not None else repo / "results" / "runs"
     out_dir = Path(out_dir) if out_dir is not None else repo / "results"
     specs = load_specs(repo / "reproductions")
+    claims = load_all_claims(repo / "reproductions", specs)
     paper = [v for name in sorted(specs) for v in load_paper(repo / "reproductions" / name / PAPER_FILE)]
     records, skipped = collect(runs_root, specs, skip_invalid=skip_invalid)
     for path, reason in skipped:
@@ -83,6 +86,8 @@ def build_board(
         ranked[pid] = rank_protocol([c for c in cells if c.protocol.id == pid])
     md = out_dir / "LEADERBOARD.md"
     table = out_dir / "leaderboard.csv"
+    claims_csv = out_dir / "claims.csv"
+    claim_results = evaluate(claims, cells)
     if not records and not allow_empty and _has_rows(table):
         raise BoardError(
             f"{runs_root}: no readable run records ({len(skipped)} skipped); refusing to replace the non-empty "
@@ -94,8 +99,10 @@ def build_board(
         shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX))
     try:
-        atomic.write_text(stage / md.name, render_markdown(cells, ranked, specs, paper, skipped, out_dir))
+        board_md = render_markdown(cells, ranked, specs, paper, skipped, out_dir)
+        atomic.write_text(stage / md.name, board_md + "\n" + render_claims_markdown(claims, claim_results))
         atomic.write_text(stage / table.name, render_csv(cells, paper, out_dir))
+        atomic.write_text(stage / claims_csv.name, render_claims_csv(claim_results))
         staged_plots = stage / "plots"
         staged_plots.mkdir()
         names: list[str] = []
@@ -113,6 +120,7 @@ def build_board(
         plot_dir.mkdir(parents=True, exist_ok=True)
         os.replace(stage / md.name, md)
         os.replace(stage / table.name, table)
+        os.replace(stage / claims_csv.name, claims_csv)
         for old in sorted(plot_dir.glob("*.png")):  # only what the current records give: stale plots go
             if old.name not in names:
                 old.unlink()
