@@ -47,9 +47,44 @@ def load_config(overrides: list[str]) -> DictConfig:
         raise UsageError(f"expected overrides of the form key=value or group=option, got: {' '.join(bad)}")
     try:
         with initialize_config_module(config_module="spfde_core.conf", version_base="1.3"):
+            appends = [o for o in overrides if o.startswith("+")]
+            if appends:
+                plain = compose(config_name="config", overrides=[o for o in overrides if not o.startswith("+")])
+                _refuse_unknown_appends(plain, appends)
             return compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise UsageError(f"invalid config: {err}") from None
+
+
+def _existing_or_open(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` exists, or lies inside a free-form dict field (``sparsity.layer_map``) that takes new keys."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        node = OmegaConf.select(cfg, ".".join(parts[:i]), default=KeyError)
+        if node is not KeyError:
+            return i == len(parts) or (isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict)
+    return False
+
+
+def _refuse_unknown_appends(cfg: DictConfig, appends: list[str]) -> None:
+    """`+key=value` adds a key the schema lacks, which no run reads (a typo trains the default): refuse it."""
+    import difflib
+    from importlib import resources
+
+    from spfde_core.config import _flatten
+
+    keys = sorted(_flatten(OmegaConf.to_container(cfg)))
+    groups = sorted(p.name for p in resources.files("spfde_core.conf").iterdir() if p.is_dir() and p.name[0] != "_")
+    for override in appends:
+        key = override.lstrip("+").partition("=")[0]
+        if key in groups or _existing_or_open(cfg, key):
+            continue  # an existing key, a key in a free-form dict, `+group=option`: Hydra decides
+        close = difflib.get_close_matches(key, [*keys, *groups], n=5, cutoff=0.6)
+        hint = f"similar valid keys: {', '.join(close)}" if close else "`spfde show` lists every valid key"
+        raise UsageError(
+            f"{key}: no such config key, so `{override}` would add a value nothing reads; {hint} "
+            "(set an existing key without '+', e.g. optim.lr=0.05)"
+        )
 
 
 def _validated(overrides: list[str]) -> DictConfig:

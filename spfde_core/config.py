@@ -312,6 +312,23 @@ def validate(cfg: DictConfig) -> None:
     ):
         name = cfg[axis].name
         _check(name in registry, f"{axis}.name", f"one of {', '.join(registry.names())}", name)
+    # Fields several methods share, checked here (before any compute, in the field the user typed) rather
+    # than where a method derives other values from them (MEST's lower/upper bounds from sparsity.target).
+    if "target" in cfg.sparsity:
+        target = cfg.sparsity.target
+        _check(0 <= target < 1, "sparsity.target", "a sparsity in [0, 1) (1.0 would prune every weight)", target)
+    for axis in METHOD_AXES:
+        node = cfg[axis]
+        for key in ("update_every_epochs", "interval_epochs"):
+            if node.get(key) is not None:
+                _check(node[key] >= 1, f"{axis}.{key}", "null (the method's default) or an integer >= 1", node[key])
+        if node.get("start_epoch") is not None:
+            _check(
+                0 <= node.start_epoch < t.epochs,
+                f"{axis}.start_epoch",
+                f"null or an epoch in [0, train.epochs) = [0, {t.epochs})",
+                node.start_epoch,
+            )
     _check(
         cfg.run.snapshot_every_epochs >= 0,
         "run.snapshot_every_epochs",
