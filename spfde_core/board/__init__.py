@@ -66,6 +66,7 @@ def build_board(
     from spfde_core.board.aggregate import build_cells, rank_protocol
     from spfde_core.board.claims import evaluate, load_all_claims, render_claims_csv, render_claims_markdown
     from spfde_core.board.collect import collect
+    from spfde_core.board.dvc_files import write_dvc_files
     from spfde_core.board.paper import PAPER_FILE, load_paper
     from spfde_core.board.plots import curves_plot, pareto_plot
     from spfde_core.board.render import render_csv, render_markdown
@@ -115,6 +116,7 @@ def build_board(
                     name = f"curves-{rep}-{tid.strip('()')}-{pid}.png"
                     names.append(curves_plot(sub, f"{rep} {tid}, {pid}", staged_plots / name))
         names = [p.name for p in names if p is not None]
+        write_dvc_files(records, stage / "dvc")  # what `dvc metrics/params/plots` read (dvc_files.py)
         # Everything rendered: swap it in, file by file (each os.replace is atomic).
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,10 @@ def build_board(
                 old.unlink()
         for name in names:
             os.replace(staged_plots / name, plot_dir / name)
+        dvc_dir = out_dir / "dvc"
+        if dvc_dir.exists():  # a folder cannot replace a non-empty one: move the old one into the staging folder
+            os.replace(dvc_dir, stage / "dvc-old")
+        os.replace(stage / "dvc", dvc_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     written = [plot_dir / name for name in names]
