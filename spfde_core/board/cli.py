@@ -2,7 +2,8 @@
 
     spfde board [--skip-invalid] [--no-plots]        results/LEADERBOARD.md, leaderboard.csv, plots/
         [--allow-empty]                               (never an empty one over a non-empty one unless told)
-    spfde board plan --profile cpu [--only GLOB]     params.yaml: what `dvc repro` runs
+    spfde board plan --profile cpu [--only GLOB]     params.yaml: the runs with a record (`dvc repro` trains none)
+        [--all]                                       also the runs without one (`dvc repro` trains them)
     spfde board plan --check                         fail if params.yaml is stale
     spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel, each worker pinned
         [--cpus-per-job K] [--gpus auto|none|0,1]     to its cores and one GPU
@@ -36,16 +37,40 @@ def cmd_board(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from spfde_core.board.pipeline import check_plan, read_params, write_plan
+    from spfde_core.board.pipeline import (
+        check_plan,
+        missing_records,
+        pending_summary,
+        read_params,
+        unlocked_runs,
+        write_plan,
+    )
 
     repo = Path(args.repo)
-    if args.check:
+    if args.check:  # also the first command of every prepare stage: the last word before `dvc repro` trains
         check_plan(repo)
-        print(f"params.yaml is up to date ({len(read_params(repo).get('runs') or {})} planned runs)")
+        params = read_params(repo)
+        runs = params.get("runs") or {}
+        print(f"params.yaml is up to date ({len(runs)} planned runs)")
+        missing = missing_records(repo, runs)
+        if missing:
+            print(pending_summary(repo, missing, params["profile"], "dvc repro"), flush=True)
         return
     profile = args.profile or read_params(repo).get("profile") or "cpu"
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    print(write_plan(repo, profile, only=args.only, seeds=seeds, reproductions=args.reproduction))
+    path = write_plan(
+        repo, profile, only=args.only, seeds=seeds, reproductions=args.reproduction, include_missing=args.all
+    )
+    runs = read_params(repo)["runs"]
+    missing = missing_records(repo, runs)
+    print(f"{path}: {len(runs)} runs ({len(runs) - len(missing)} with a record)")
+    if missing:
+        print(pending_summary(repo, missing, profile, "`dvc repro` of this plan"))
+    unlocked = unlocked_runs(repo, runs)
+    if unlocked:
+        datasets = " ".join(f"prepare@{k}" for k in read_params(repo)["datasets"])
+        stages = " ".join(f"train@{k}" for k in unlocked)
+        print(f"{len(unlocked)} recorded run(s) not yet in dvc.lock; record them: `dvc commit -f {datasets} {stages}`")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -88,6 +113,11 @@ def add_board_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--reproduction", action="append", help="only this reproduction (repeatable)")
     plan.add_argument("--only", action="append", help="only runs whose key or <reproduction>/<row> matches (glob)")
     plan.add_argument("--seeds", help="comma-separated seeds instead of each reproduction's, e.g. 0,1")
+    plan.add_argument(
+        "--all",
+        action="store_true",
+        help="also the runs without a record, which `dvc repro` then trains (default: only runs with a record)",
+    )
     plan.add_argument("--check", action="store_true", help="fail if params.yaml is stale; write nothing")
     plan.set_defaults(func=cmd_plan)
     run = actions.add_parser("run", help="train the planned runs that have no record yet, in parallel")

@@ -6,6 +6,11 @@ configs (reference notes, ecosystem Sec. 7): each stage calls ``spfde train`` wi
 overrides, and lists the config files its composition read as dependencies, so editing
 ``spfde_core/conf/sparsity/rigl.yaml`` re-runs exactly the RigL runs.
 
+By default a plan holds only the runs whose record exists (``results/runs/.../metrics.json``), so
+``dvc repro`` of the committed plan retrains nothing on a fresh clone; ``--all`` (``include_missing``) plans
+the runs without a record too, and then ``dvc repro`` trains them. ``pending_summary`` says how many runs a
+command is about to start and the estimated time, before it starts them.
+
 ``spfde board run --jobs N`` (``runner``) and ``spfde board sweep`` (``sweep``: Hydra launchers, SLURM)
 train the planned runs in parallel outside DVC (``dvc repro`` runs one stage at a time); ``dvc commit
 -f prepare train`` then records them so ``dvc repro`` only rebuilds the leaderboard.
@@ -14,6 +19,7 @@ train the planned runs in parallel outside DVC (``dvc repro`` runs one stage at 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,7 +40,8 @@ HEADER = """\
 # reproductions/*/rows.yaml: change the profile or the rows with that command, not by hand
 # (`dvc repro` refuses a stale plan: the prepare stages run `spfde board plan --check` first).
 #   profile:  the budget every planned run uses (never mixed in one leaderboard cell)
-#   plan:     how this file was planned (reproductions and row filter, seeds)
+#   plan:     how this file was planned (reproductions and row filter, seeds; runs: recorded = only runs
+#             whose record exists, so `dvc repro` trains nothing; all = also the missing ones, `--all`)
 #   datasets: one prepare@<name> stage each; runs: one train@<key> stage per (reproduction, row, seed)
 """
 
@@ -64,6 +71,11 @@ def _compose(overrides: list[str]) -> tuple[Any, dict[str, str]]:
     return cfg, choices
 
 
+def record_file(repo: Path, run: Run) -> Path:
+    """Where ``run``'s record is written (``run.results_dir`` is never overridden by a row)."""
+    return Path(repo) / "results" / "runs" / run.reproduction / run.row / f"seed{run.seed}" / "metrics.json"
+
+
 def _conf_file(axis: str, option: str | None, repo: Path) -> str:
     path = f"{CONF_ROOT}/{axis}/{option}.yaml"
     # An external method (entry point) has no yaml: its stages depend on the plugin loader instead.
@@ -87,8 +99,13 @@ def plan(
     only: list[str] | None = None,
     seeds: list[int] | None = None,
     reproductions: list[str] | None = None,
+    include_missing: bool = False,
 ) -> dict[str, Any]:
-    """The params.yaml content for ``profile``: datasets and runs (stage key -> arguments and deps)."""
+    """The params.yaml content for ``profile``: datasets and runs (stage key -> arguments and deps).
+
+    Only the runs whose record exists, unless ``include_missing`` (``spfde board plan --all``): those
+    are the runs ``dvc repro`` would train.
+    """
     from spfde_core.train.build import prepared_path
     from spfde_core.train.run import RunPaths
 
@@ -104,6 +121,13 @@ def plan(
     runs = select([r for s in specs.values() for r in s.runs(profile, seeds)], only)
     if not runs:
         raise PlanError(f"no runs match profile={profile} reproductions={reproductions} only={only}")
+    if not include_missing:
+        runs = [r for r in runs if record_file(repo, r).exists()]
+        if not runs:
+            raise PlanError(
+                f"no run of profile={profile} (reproductions={reproductions} only={only}) has a record yet; "
+                "`spfde board plan --all ...` plans the runs without one (then `dvc repro` trains them)"
+            )
     composed: dict[tuple[str, ...], tuple[Any, dict[str, str]]] = {}
     datasets: dict[str, dict[str, str]] = {}
     out_runs: dict[str, dict[str, str]] = {}
@@ -128,7 +152,12 @@ def plan(
         out_runs[run.key] = item
     return {
         "profile": profile,
-        "plan": {"reproductions": sorted(specs), "only": list(only or []), "seeds": seeds},
+        "plan": {
+            "reproductions": sorted(specs),
+            "only": list(only or []),
+            "seeds": seeds,
+            "runs": "all" if include_missing else "recorded",
+        },
         "datasets": dict(sorted(datasets.items())),
         "runs": out_runs,
     }
@@ -144,6 +173,25 @@ def write_plan(repo: Path, profile: str, **kwargs: Any) -> Path:
     path.write_text(dump(params))
     log.info("planned %d runs (%s profile) -> %s", len(params["runs"]), profile, path)
     return path
+
+
+def plan_command(params: dict[str, Any], repo: Path) -> str:
+    """The ``spfde board plan`` command that writes ``params`` again (for messages)."""
+    how = params.get("plan") or {}
+    words = ["spfde board plan", f"--profile {params.get('profile')}"]
+    if how.get("runs", "all") == "all":
+        words.append("--all")
+    chosen = how.get("reproductions") or []
+    try:
+        every = set(load_specs(Path(repo) / "reproductions"))
+    except SpecError:
+        every = set(chosen)
+    if chosen and set(chosen) != every:
+        words += [f"--reproduction {r}" for r in chosen]
+    words += [f"--only '{p}'" for p in how.get("only") or []]
+    if how.get("seeds") is not None:
+        words.append("--seeds " + ",".join(map(str, how["seeds"])))
+    return " ".join(words)
 
 
 def read_params(repo: Path) -> dict[str, Any]:
@@ -167,11 +215,82 @@ def check_plan(repo: Path) -> None:
         raise PlanError(str(err)) from None
     specs = {k: v for k, v in specs.items() if k in (how.get("reproductions") or specs)}
     expected = select([r for s in specs.values() for r in s.runs(profile, how.get("seeds"))], how.get("only"))
+    if how.get("runs", "all") == "recorded":  # a plan from before the mode existed planned every run
+        expected = [r for r in expected if record_file(repo, r).exists()]
     want = {r.key: " ".join(r.overrides) for r in expected}
     have = {k: v.get("args") for k, v in (params.get("runs") or {}).items()}
     if want != have:
         stale = sorted(set(want) ^ set(have) | {k for k in set(want) & set(have) if want[k] != have[k]})
         raise PlanError(
             f"params.yaml is stale for profile={profile} ({len(stale)} run(s) differ, e.g. {stale[0]}): "
-            f"run `spfde board plan --profile {profile}` (same --only/--reproduction/--seeds), then `dvc repro`"
+            f"run `{plan_command(params, repo)}`, then `dvc repro`"
         )
+
+
+def missing_records(repo: Path, runs: dict[str, dict[str, str]]) -> list[str]:
+    """Stage keys of the plan items ``runs`` whose record does not exist yet."""
+    return [k for k, v in runs.items() if not (Path(repo) / v["out"] / "metrics.json").exists()]
+
+
+def unlocked_runs(repo: Path, runs: dict[str, dict[str, str]]) -> list[str]:
+    """Stage keys of the plan items ``runs`` that have a record but no ``train@<key>`` entry in dvc.lock
+    (``dvc repro`` would run them again; ``dvc commit -f train@<key>`` records them)."""
+    try:
+        locked = (yaml.safe_load((Path(repo) / "dvc.lock").read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        locked = {}
+    done = set(runs) - set(missing_records(repo, runs))
+    return sorted(k for k in done if f"train@{k}" not in locked)
+
+
+def estimate_run_s(repo: Path, profile: str) -> tuple[float | None, int, str]:
+    """(mean wall-clock seconds of one run, number of records it is from, where they were measured).
+
+    From the records of ``profile`` under results/runs measured on this machine's CPU model, else from
+    all records of ``profile`` (said so); None when there is none. Methods differ in cost (SpFDE runs are
+    cheaper than dense ones), so this is an estimate of the order of magnitude, not a schedule.
+    """
+    from spfde_core.provenance import cpu_model
+
+    times: list[tuple[float, str]] = []
+    for path in sorted((Path(repo) / "results" / "runs").glob("*/*/*/metrics.json")):
+        try:
+            record = json.loads(path.read_text())  # a broken record is simply not used
+            if record["run"]["profile"] == profile:
+                times.append((float(record["timing"]["wall_clock_s"]), record["provenance"]["device"]["name"]))
+        except Exception:  # noqa: BLE001, S112 - an estimate skips what it cannot read
+            continue
+    here = cpu_model()
+    local = [t for t, device in times if device == here]
+    if local:
+        return sum(local) / len(local), len(local), f"on this machine's CPU ({here})"
+    if times:
+        devices = sorted({d for _, d in times})
+        return sum(t for t, _ in times) / len(times), len(times), f"on {', '.join(devices)}, not this machine"
+    return None, 0, ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def pending_summary(repo: Path, keys: list[str], profile: str, starter: str) -> str:
+    """What ``starter`` (e.g. ``dvc repro``) is about to train: how many runs, the estimated time, the
+    way out (rebuild only the leaderboard; plan only the recorded runs)."""
+    mean_s, n, where = estimate_run_s(repo, profile)
+    if mean_s is None:
+        eta = f"no estimate of the time: no {profile}-profile record yet"
+    else:
+        eta = (
+            f"about {_duration(mean_s * len(keys))} one at a time (estimate: mean wall-clock "
+            f"{_duration(mean_s)} per run of {n} {profile}-profile record(s) {where})"
+        )
+    return (
+        f"{starter} is about to train {len(keys)} planned run(s) without a record (e.g. {keys[0]}): {eta}.\n"
+        "  The leaderboard alone: `dvc repro --single-item leaderboard` or `spfde board`; only the runs with "
+        f"records in the plan: `spfde board plan --profile {profile}`."
+    )

@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from spfde_core.board.pipeline import check_plan, read_params
+from spfde_core.board.pipeline import check_plan, pending_summary, read_params
 from spfde_core.board.shares import Share, available_cpus, plan_shares, resolve_gpus, visible_gpus
 
 log = logging.getLogger("spfde_core.board")
@@ -108,6 +108,8 @@ def run_planned(
     shares = worker_shares(jobs, cpus_per_job, gpus)  # refuse an impossible request before anything runs
     todo = pending_runs(repo, only)
     log.info("%d planned run(s) to train, %d at a time", len(todo), jobs)
+    if todo:
+        print(pending_summary(repo, [k for k, _ in todo], read_params(repo)["profile"], "spfde board run"), flush=True)
     for share in shares:
         log.info("worker %s", share.describe())
     if dry_run:

@@ -27,7 +27,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from spfde_core.board.pipeline import PlanError, read_params
+from spfde_core.board.pipeline import PlanError, pending_summary, read_params
 from spfde_core.board.runner import commit_command, pending_runs, rebuild_command, train_command
 from spfde_core.board.shares import available_cpus
 from spfde_core.pin import format_cpus
@@ -67,6 +67,7 @@ def sweep(repo: Path, only: list[str] | None = None, overrides: list[str] | None
         log.info("nothing to sweep: every planned run matching %s has a record", only or "*")
         return 0
     cmd = sweep_command(repo, todo, list(overrides or []))
+    print(pending_summary(repo, todo, read_params(repo)["profile"], "spfde board sweep"), flush=True)
     if dry_run:
         print(shlex.join(cmd))
         return len(todo)

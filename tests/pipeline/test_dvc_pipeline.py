@@ -18,12 +18,12 @@ ROWS = ["spfde_neurips22/smoke-t2-dense-ref", "spfde_neurips22/smoke-t2-mest-s90
 
 def _plan(repo: Path, *extra: str) -> None:
     only = [a for row in ROWS for a in ("--only", row)]
-    _run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--profile", "smoke", *only, *extra], repo)
+    _run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--profile", "smoke", "--all", *only, *extra], repo)
 
 
 def test_plan_covers_every_smoke_row_and_check_catches_a_stale_plan(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path)
-    _run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--profile", "smoke"], repo)  # composes every row
+    _run([sys.executable, "-m", "spfde_core.cli", "board", "plan", "--profile", "smoke", "--all"], repo)  # every row
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["profile"] == "smoke" and len(params["runs"]) >= 40
     assert all(item["args"].startswith("profile=smoke") for item in params["runs"].values())
@@ -68,5 +68,5 @@ def test_dvc_repro_runs_the_smoke_pipeline_then_has_nothing_to_do(tmp_path: Path
 def test_every_planned_row_composes_and_validates(profile: str) -> None:
     from spfde_core.board.pipeline import plan
 
-    params = plan(ROOT, profile)  # raises PlanError naming the row whose config fails
+    params = plan(ROOT, profile, include_missing=True)  # raises PlanError naming the row whose config fails
     assert all(f"profile={profile}" in item["args"] for item in params["runs"].values())

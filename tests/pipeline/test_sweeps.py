@@ -25,7 +25,7 @@ KEYS = [f"spfde_neurips22-smoke-t2-dense-ref-seed{s}" for s in (0, 1)]
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository copy planned for one smoke row with seeds 0 and 1 (2 runs), nothing trained."""
     repo = copy_repo(tmp_path_factory.mktemp("template"))
-    run([*SPFDE, "board", "plan", "--profile", "smoke", "--only", ROW, "--seeds", "0,1"], repo)
+    run([*SPFDE, "board", "plan", "--profile", "smoke", "--all", "--only", ROW, "--seeds", "0,1"], repo)
     return repo
 
 
