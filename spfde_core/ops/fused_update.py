@@ -310,8 +310,16 @@ class MaskedSGD(torch.optim.SGD):
         self.eager_params = sum(p.grad is not None for group in self.param_groups for p in group["params"])
         self.fused_params = 0
 
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102 (SGD's, plus the last step's counts)
+        # describe() reports the last step's counts: a run resumed after its last epoch takes no step
+        return {**super().state_dict(), "last_step": {"fused": self.fused_params, "eager": self.eager_params}}
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102 (SGD's; drops the plan)
+        state_dict = dict(state_dict)
+        last = state_dict.pop("last_step", None)
         super().load_state_dict(state_dict)
+        if last is not None:
+            self.fused_params, self.eager_params = last["fused"], last["eager"]
         self._plan = None  # the momentum buffers are new tensors
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D102 (SGD's; drops the plan)

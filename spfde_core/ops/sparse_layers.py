@@ -105,6 +105,8 @@ class SparseLayerKernel:
         return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "meta":  # the cost meter's shape trace at every start: not a call to count
+            return self._dense_forward(x)
         reason = self.reason_not_sparse(x)
         self.last_reason = reason
         if reason is not None:
@@ -130,6 +132,7 @@ class SparseKernels:
         self.layers: list[SparseLayerKernel] = []
         self.groups: list[tuple[Any, list[SparseLayerKernel]]] = []  # (engine, its layers' kernels)
         self.unavailable: str | None = None
+        self._restored: dict[str, Any] = {}
 
     def on_train_start(self, state: Any) -> None:
         if self.layers:
@@ -149,6 +152,9 @@ class SparseKernels:
             ]
             self.groups.append((engine, kernels))
             self.layers += kernels
+        for kernel in self.layers:  # a resumed run continues the counts the record reports
+            if kernel.name in self._restored:
+                kernel.calls, kernel.last_reason = dict(self._restored[kernel.name][0]), self._restored[kernel.name][1]
         if self.mode == "on":
             unsupported = [f"{k.name} ({k.static_reason})" for k in self.layers if k.static_reason]
             if unsupported:
@@ -168,6 +174,12 @@ class SparseKernels:
     def on_train_end(self, state: Any) -> None:
         for kernel in self.layers:
             kernel.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k.name: (dict(k.calls), k.last_reason) for k in self.layers}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._restored = state  # the kernels are installed in on_train_start, after the checkpoint is loaded
 
     def record(self, state: Any, run_dir: Any) -> dict[str, Any]:
         return {

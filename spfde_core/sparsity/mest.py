@@ -148,11 +148,13 @@ class MEST:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_targets": self.base_targets, "last_grads": self.last_grads}
+        # interval: set at each epoch start, read by choices() (a run resumed after its last epoch has none)
+        return {"base_targets": self.base_targets, "last_grads": self.last_grads, "interval": self.interval}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base_targets = state["base_targets"]
         self.last_grads = state["last_grads"]
+        self.interval = state.get("interval", self.interval)
 
 
 @SPARSITY_METHODS.register("mest_em")
