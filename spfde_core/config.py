@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, is_dataclass
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 @dataclass
@@ -118,6 +121,25 @@ class TrainConfig:
 class MethodConfig:
     name: str = MISSING
     """Registry key of the method on this axis."""
+
+
+# Every numeric field of a method config declares the values it accepts, as an interval, and validate()
+# checks them all before any compute, naming the field as typed (tests/test_config_domains.py walks them):
+#     drop_fraction: float = domain("[0, 1]", 0.3)
+# Bounds are numbers, inf or train.epochs; a list field's domain holds for each element; null (a field's
+# "the method's default") always passes. Rules that relate fields or need the data stay with the method.
+_INTERVAL = re.compile(r"^([\[(])([^,\s]+), ([^\])\s]+)([\])])$")
+
+
+def domain(interval: str, default: Any = None, *, factory: Callable[[], Any] | None = None, what: str = "") -> Any:
+    """A method config field accepting ``interval``, e.g. ``"[0, 1)"``, ``"[1, inf)"``, ``"[0, train.epochs)"``.
+
+    ``what`` names the kind of value in the message (default: a number / an integer).
+    """
+    if not _INTERVAL.match(interval):
+        raise ValueError(f"domain {interval!r}: expected an interval such as '[0, 1)'")
+    meta = {"domain": interval, "what": what}
+    return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
 
 
 @dataclass
@@ -236,6 +258,46 @@ def _check(condition: bool, field_name: str, expected: str, value: Any) -> None:
         raise ConfigError(f"{field_name}: expected {expected}, got {value!r}")
 
 
+def _in_interval(value: Any, interval: str, epochs: int) -> bool:
+    left, lo, hi, right = _INTERVAL.match(interval).groups()
+    low, high = (epochs if b == "train.epochs" else float(b) for b in (lo, hi))  # float("inf") is inf
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return False
+    return (low <= value if left == "[" else low < value) and (value <= high if right == "]" else value < high)
+
+
+def _expected(spec: Any, epochs: int) -> str:
+    """The accepted values of a method config field, in words: 'null or an integer >= 1'."""
+    interval = spec.metadata["domain"]
+    left, lo, hi, right = _INTERVAL.match(interval).groups()
+    kind = str(spec.type)
+    noun = spec.metadata["what"] or ("an integer" if "int" in kind and "float" not in kind else "a number")
+    if hi == "inf":
+        text = f"{noun} {'>=' if left == '[' else '>'} {lo}"
+    else:
+        text = f"{noun} in {interval}"
+        if hi == "train.epochs":
+            text += f" = {left}{lo}, {epochs}{right}"
+    text = f"each value {text}" if kind.startswith("list") or "| list" in kind else text
+    return f"null or {text}" if "None" in kind else text
+
+
+def check_method_domains(cfg: DictConfig) -> None:
+    """Every method config field that declares a ``domain``: its value (or each element) lies in it."""
+    for axis in METHOD_AXES:
+        node_type = OmegaConf.get_type(cfg, axis)
+        if node_type is None or not is_dataclass(node_type):
+            continue
+        for spec in fields(node_type):
+            value = cfg[axis].get(spec.name)
+            if "domain" not in spec.metadata or value is None:
+                continue
+            values = list(value) if isinstance(value, ListConfig | list | tuple) else [value]
+            ok = all(_in_interval(v, spec.metadata["domain"], cfg.train.epochs) for v in values)
+            shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+            _check(ok, f"{axis}.{spec.name}", _expected(spec, cfg.train.epochs), shown)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every field and cross-field rule that needs no data; raise ConfigError naming the field.
 
@@ -312,23 +374,7 @@ def validate(cfg: DictConfig) -> None:
     ):
         name = cfg[axis].name
         _check(name in registry, f"{axis}.name", f"one of {', '.join(registry.names())}", name)
-    # Fields several methods share, checked here (before any compute, in the field the user typed) rather
-    # than where a method derives other values from them (MEST's lower/upper bounds from sparsity.target).
-    if "target" in cfg.sparsity:
-        target = cfg.sparsity.target
-        _check(0 <= target < 1, "sparsity.target", "a sparsity in [0, 1) (1.0 would prune every weight)", target)
-    for axis in METHOD_AXES:
-        node = cfg[axis]
-        for key in ("update_every_epochs", "interval_epochs"):
-            if node.get(key) is not None:
-                _check(node[key] >= 1, f"{axis}.{key}", "null (the method's default) or an integer >= 1", node[key])
-        if node.get("start_epoch") is not None:
-            _check(
-                0 <= node.start_epoch < t.epochs,
-                f"{axis}.start_epoch",
-                f"null or an epoch in [0, train.epochs) = [0, {t.epochs})",
-                node.start_epoch,
-            )
+    check_method_domains(cfg)  # every numeric method field, in the field the user typed (not a derived one)
     _check(
         cfg.run.snapshot_every_epochs >= 0,
         "run.snapshot_every_epochs",

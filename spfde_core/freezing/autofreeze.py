@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.train.callbacks import TrainState
 
@@ -25,9 +25,9 @@ from spfde_core.train.callbacks import TrainState
 @dataclass
 class AutoFreezeConfig(MethodConfig):
     name: str = "autofreeze"
-    num_intervals: int = 20
+    num_intervals: int = domain("[1, inf)", 20)
     """Equal intervals the run is split into (AutoFreeze README commands: 20)."""
-    percentile: float = 50.0
+    percentile: float = domain("[0, 100]", 50.0)
     """Percentile of the change ratios used as threshold (AutoFreeze default: the median)."""
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.prefix import PrefixFreezing, group_blocks
 from spfde_core.train.schedules import LRSchedule
@@ -24,7 +24,7 @@ from spfde_core.train.schedules import LRSchedule
 @dataclass
 class FreezeOutConfig(MethodConfig):
     name: str = "freezeout"
-    t0: float = 0.8
+    t0: float = domain("(0, 1]", 0.8)
     """Training fraction at which the first block stops (FreezeOut's t_0)."""
     how_scale: str = "cubic"
     """Spacing of the stop fractions: linear, squared or cubic."""

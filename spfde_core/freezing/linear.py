@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.prefix import PrefixFreezing
 
@@ -22,9 +22,9 @@ from spfde_core.freezing.prefix import PrefixFreezing
 @dataclass
 class LinearConfig(MethodConfig):
     name: str = "linear"
-    start_fraction: float = 0.5
+    start_fraction: float = domain("[0, 1)", 0.5)
     """Share of training before freezing starts (Composer freeze_start)."""
-    freeze_level: float = 1.0
+    freeze_level: float = domain("(0, 1]", 1.0)
     """Share of blocks frozen at the end of training (Composer freeze_level)."""
 
 
@@ -44,8 +44,6 @@ def linear_count(num_blocks: int, epochs: int, start_fraction: float, freeze_lev
 @FREEZING_METHODS.register("linear")
 def build_linear(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
     """Linear freezing: the frozen share of blocks grows linearly after a start point (Composer LayerFreezing)."""
-    if not 0 <= cfg.start_fraction < 1 or not 0 < cfg.freeze_level <= 1:
-        raise ValueError("freezing.start_fraction must be in [0, 1) and freezing.freeze_level in (0, 1]")
     frozen = linear_count(len(state.model.blocks), state.cfg.train.epochs, cfg.start_fraction, cfg.freeze_level)
     return [PrefixFreezing(cfg, frozen, choices={"unit": "model block", "head_never_frozen": True})]
 

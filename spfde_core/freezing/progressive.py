@@ -27,7 +27,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.cost.meter import input_shape_of
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.planning import (
@@ -50,18 +50,18 @@ SCHEMES = ("single_shot", "single_shot_resume", "periodic", "delayed_periodic")
 @dataclass
 class ProgressiveConfig(MethodConfig):
     name: str = "spfde_progressive"
-    target_reduction: float = 0.2
+    target_reduction: float = domain("(0, 1)", 0.2)
     """x: share of the run's training FLOPs that freezing saves (SpFDE's "x%" in "x%+y%")."""
     scheme: str = "single_shot"
     """single_shot, single_shot_resume, periodic or delayed_periodic (SpFDE App. B)."""
-    interval_epochs: int | None = None
+    interval_epochs: int | None = domain("[1, inf)", None)
     """Epochs between two freezes; null = the sparsity method's update_every_epochs if it sets one, else
     MEST's interval (5 of 160 epochs) scaled with the run length (``train.schedules.delta_tau``)."""
-    layer_fraction: float = 0.667
+    layer_fraction: float = domain("(0, 1]", 0.667)
     """Freeze at most the leading blocks that hold this share of the conv/linear layers (SpFDE: 2/3)."""
-    resume_epochs: int = 10
+    resume_epochs: int = domain("[0, inf)", 10)
     """single_shot_resume: epochs at the end where every block trains again (not given by the paper)."""
-    delay_fraction: float = 0.25
+    delay_fraction: float = domain("[0, 1)", 0.25)
     """delayed_periodic: share of training before the periodic pattern starts (not given by the paper)."""
     blockwise_lr: bool = True
     """Each block's cosine LR ends at its own freeze epoch (SpFDE's layer-wise cosine annealing)."""
@@ -88,8 +88,6 @@ def plan(cfg: ProgressiveConfig, state: TrainState) -> tuple[Any, dict[str, int]
     """(frozen-count function, freeze epoch per block name, choices for the record)."""
     if cfg.scheme not in SCHEMES:
         raise ValueError(f"freezing.scheme: expected one of {', '.join(SCHEMES)}, got {cfg.scheme!r}")
-    if not 0 < cfg.target_reduction < 1:
-        raise ValueError(f"freezing.target_reduction: expected a share in (0, 1), got {cfg.target_reduction}")
     model, epochs = state.model, state.cfg.train.epochs
     flops = flops_by_frozen_prefix(model, input_shape_of(state.cfg), target_active_counts(model, state.cfg.sparsity))
     names = model.block_names

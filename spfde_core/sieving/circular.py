@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sieving.common import (
     check,
@@ -56,16 +56,16 @@ GROUP_LEARNED, GROUP_UNSEEN, GROUP_NEVER_LEARNED = 0, 1, 2
 @dataclass
 class CircularConfig(MethodConfig):
     name: str = "spfde_circular"
-    remove_fraction: float = 0.2
+    remove_fraction: float = domain("(0, 1)", 0.2)
     """y: share of the training set removed at any time, |R| / N (the "y" of SpFDE's "x% + y%")."""
-    update_every_epochs: int | None = None
+    update_every_epochs: int | None = domain("[1, inf)", None)
     """Delta-tau: epochs between updates; null = MEST's mask-update interval, 5 of 160 epochs scaled with the
     run length (``train.schedules.delta_tau``; SpFDE's own value is not given)."""
-    swap_fraction: float = 0.1
+    swap_fraction: float = domain("(0, 1]", 0.1)
     """p: share of samples swapped per update, of |P| (swap_fraction_of=partial) or of N (=dataset)."""
     swap_fraction_of: str = "partial"
     """What swap_fraction is a share of: partial (|P|, default) or dataset (N)."""
-    start_epoch: int | None = None
+    start_epoch: int | None = domain("[1, train.epochs)", None, what="an epoch")
     """Epoch of the first update; null = update_every_epochs (one full interval of statistics first)."""
     shuffle_after_cycle: bool = True
     """Shuffle R after every update once every initially removed sample was taken back (paper); false = pure FIFO."""
@@ -171,14 +171,11 @@ class CircularSieving:
     """The ``spfde_circular`` callback: statistics from every training step, updates at interval starts."""
 
     def __init__(self, cfg: CircularConfig, state: TrainState) -> None:
-        check(0 < cfg.remove_fraction < 1, "remove_fraction", "a number in (0, 1)", cfg.remove_fraction)
+        # Numeric fields: their domains, checked in config.validate; here what needs the data or other fields.
         interval = cfg.update_every_epochs or delta_tau(state.cfg.train.epochs)
-        check(interval >= 1, "update_every_epochs", "null or an integer >= 1", cfg.update_every_epochs)
-        check(0 < cfg.swap_fraction <= 1, "swap_fraction", "a number in (0, 1]", cfg.swap_fraction)
         of = cfg.swap_fraction_of
         check(of in ("partial", "dataset"), "swap_fraction_of", "partial or dataset", of)
         start = interval if cfg.start_epoch is None else cfg.start_epoch
-        check(start >= 1, "start_epoch", "null or an integer >= 1", cfg.start_epoch)
         self.cfg = cfg
         self.name = cfg.name
         self.seed = int(state.cfg.run.seed)

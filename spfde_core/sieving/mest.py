@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sieving.common import check, config_dict, count_of, stats_device, training_set_size
 from spfde_core.sieving.tracker import ExampleStats
@@ -38,15 +38,15 @@ from spfde_core.train.callbacks import StepOutput, TrainState
 @dataclass
 class MestForgettingConfig(MethodConfig):
     name: str = "mest_forgetting"
-    remove_n: int | None = None
+    remove_n: int | None = domain("[1, inf)", None)
     """Examples removed (MEST script: 12000 of 50k); null = round(remove_fraction * N)."""
-    remove_fraction: float = 0.24
+    remove_fraction: float = domain("(0, 1)", 0.24)
     """Share removed when remove_n is null (0.24 = 12000 / 50000, the MEST script on CIFAR)."""
-    keep_lowest_n: int = 0
+    keep_lowest_n: int = domain("[0, inf)", 0)
     """Sorted positions skipped before the removed range (MEST script: 0 = drop the least forgotten)."""
-    remove_epoch: int | None = None
+    remove_epoch: int | None = domain("[1, train.epochs)", None, what="an epoch")
     """Epoch E at whose start the removal happens (MEST script: 70 of 160); null = from remove_at_fraction."""
-    remove_at_fraction: float = 0.4375
+    remove_at_fraction: float = domain("(0, 1)", 0.4375)
     """E = round(remove_at_fraction * train.epochs) when remove_epoch is null (0.4375 = 70 / 160)."""
 
 
@@ -75,16 +75,14 @@ class MestForgetting:
         self.num_samples = training_set_size(state)
         self.epochs = int(state.cfg.train.epochs)
         n = self.num_samples
-        check(0 < cfg.remove_fraction < 1, "remove_fraction", "a number in (0, 1)", cfg.remove_fraction)
+        # Numeric fields: their domains, checked in config.validate; here what needs the data or other fields.
         self.remove_n = count_of(cfg.remove_fraction, n) if cfg.remove_n is None else int(cfg.remove_n)
-        check(cfg.keep_lowest_n >= 0, "keep_lowest_n", "an integer >= 0", cfg.keep_lowest_n)
         check(
             1 <= self.remove_n and cfg.keep_lowest_n + self.remove_n < n,
             "remove_n",
             f"1 <= remove_n and keep_lowest_n + remove_n < {n} (the training set size)",
             self.remove_n,
         )
-        check(0 < cfg.remove_at_fraction < 1, "remove_at_fraction", "a number in (0, 1)", cfg.remove_at_fraction)
         e = count_of(cfg.remove_at_fraction, self.epochs) if cfg.remove_epoch is None else int(cfg.remove_epoch)
         check(
             1 <= e < self.epochs,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sieving.common import check, config_dict, count_of, random_split, training_set_size
 from spfde_core.train.callbacks import TrainState
@@ -29,9 +29,9 @@ from spfde_core.train.callbacks import TrainState
 @dataclass
 class RandomSubsetConfig(MethodConfig):
     name: str = "random_fixed"
-    remove_fraction: float = 0.2
+    remove_fraction: float = domain("(0, 1)", 0.2)
     """Share of the training set left out (the same y as spfde_circular)."""
-    redraw_every_epochs: int = 0
+    redraw_every_epochs: int = domain("[0, inf)", 0)
     """0 = one subset for the whole run (random_fixed); k > 0 = a new subset every k epochs (random_redraw)."""
 
 
@@ -39,7 +39,6 @@ class RandomSubset:
     """The ``random_fixed`` / ``random_redraw`` callback."""
 
     def __init__(self, cfg: RandomSubsetConfig, state: TrainState) -> None:
-        check(0 < cfg.remove_fraction < 1, "remove_fraction", "a number in (0, 1)", cfg.remove_fraction)
         if cfg.name == "random_fixed":
             check(cfg.redraw_every_epochs == 0, "redraw_every_epochs", "0 for random_fixed", cfg.redraw_every_epochs)
         else:

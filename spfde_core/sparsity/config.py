@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from spfde_core.config import MethodConfig
+from spfde_core.config import MethodConfig, domain
 
 
 @dataclass
 class SparseConfig(MethodConfig):
-    target: float = 0.9
+    target: float = domain("[0, 1)", 0.9, what="a sparsity")
     """Sparsity (fraction of zeros) over the sparse layers: the papers' "sparsity" column."""
     distribution: str = "uniform"
     """How the target splits over layers: uniform, erk (RigL's Erdos-Renyi-Kernel) or map."""
@@ -22,13 +22,13 @@ class SparseConfig(MethodConfig):
     """Extra layer-name patterns (fnmatch, e.g. 'head.*') kept dense."""
     scheme: str = "unstructured"
     """Shape of the zeros: unstructured, block, pattern, nm or channel."""
-    block_size: int = 4
+    block_size: int = domain("[1, inf)", 4)
     """scheme=block: output filters per block (MEST: 4x1 column blocks)."""
-    nm_n: int = 2
+    nm_n: int = domain("[1, inf)", 2)
     """scheme=nm: N kept weights..."""
-    nm_m: int = 4
+    nm_m: int = domain("[1, inf)", 4)
     """...in every group of M (2:4)."""
-    erk_power_scale: float = 1.0
+    erk_power_scale: float = domain("[0, inf)", 1.0)
     """distribution=erk: exponent on the ERK density ratio (RigL's erk_power_scale; 1 = plain ERK)."""
     reset_momentum: bool = True
     """Zero the momentum of inactive weights after every step, so regrown weights start with zero

@@ -27,12 +27,13 @@ so only ``scheme=unstructured``. The threshold H is checkpointed.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
@@ -43,19 +44,19 @@ from spfde_core.sparsity.static import initial_masks
 @dataclass
 class DSRConfig(SparseConfig):
     name: str = "dsr"
-    update_interval_steps: list[int] = field(default_factory=lambda: [100, 200, 400, 800])
+    update_interval_steps: list[int] = domain("[1, inf)", factory=lambda: [100, 200, 400, 800])
     """Steps between reallocations in each phase (Intel WRN schedule: 100/200/400/800)."""
-    interval_phase_fractions: list[float] = field(default_factory=lambda: [0.125, 0.4, 0.7])
+    interval_phase_fractions: list[float] = domain("[0, 1]", factory=lambda: [0.125, 0.4, 0.7])
     """Phase boundaries as fractions of the epochs (Intel WRN: epochs 25, 80, 140 of 200)."""
-    stop_fraction: float = 0.95
+    stop_fraction: float = domain("[0, 1]", 0.95)
     """No reallocation from this fraction of the epochs on (Intel WRN: --stop-rewire-epoch 190 of 200)."""
-    initial_threshold: float = 0.001
+    initial_threshold: float = domain("(0, inf)", 0.001)
     """H at the start (Intel code: 1e-3)."""
-    prune_fraction: float = 0.0137
+    prune_fraction: float = domain("[0, 1]", 0.0137)
     """N as a fraction of all sparse-layer weights (20000 / 1,462,272 for WRN-28-2)."""
-    prune_count: int | None = None
+    prune_count: int | None = domain("[1, inf)", None)
     """N as a count of weights (Intel --n-prune-params); overrides prune_fraction."""
-    tolerance: float = 0.1
+    tolerance: float = domain("[0, inf)", 0.1)
     """delta: H is halved above (1 + delta) N pruned weights and doubled below (1 - delta) N (Intel code)."""
     init: str = "random"
     """Initial mask: random (Intel code) or magnitude."""

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from torch import nn
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
@@ -56,11 +57,11 @@ from spfde_core.sparsity.saliency import ALLOCATIONS, apply_selection, collect_p
 @dataclass
 class GraSPConfig(SparseConfig):
     name: str = "grasp"
-    samples_per_class: int = 5
+    samples_per_class: int = domain("[1, inf)", 5)
     """Samples of every class per iteration (GraSP CIFAR configs: 5)."""
-    num_iters: int = 2
+    num_iters: int = domain("[1, inf)", 2)
     """Data-fetch iterations, each split in two halves (GraSP CIFAR configs: 2)."""
-    temperature: float = 200.0
+    temperature: float = domain("(0, inf)", 200.0)
     """Logits are divided by T before the loss (GraSP code default T=200)."""
     allocation: str = "global"
     """global: remove the globally largest -w*Hg (GraSP; unstructured only); layerwise: per-layer targets."""
@@ -137,8 +138,6 @@ class GraSP:
                 f"sparsity.allocation=global needs sparsity.scheme=unstructured (got {cfg.scheme!r}); "
                 "use sparsity.allocation=layerwise for structured schemes"
             )
-        if cfg.num_iters < 1 or cfg.temperature <= 0:
-            raise ValueError("sparsity.num_iters must be >= 1 and sparsity.temperature > 0")
         self.cfg = cfg
         self.cost: dict[str, int] = {}
 

@@ -28,12 +28,13 @@ With a non-uniform distribution (ERK or a map) the bounds are applied per layer 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -44,16 +45,16 @@ from spfde_core.train.schedules import delta_tau
 @dataclass
 class MESTConfig(SparseConfig):
     name: str = "mest_ems"
-    lower: list[float] | None = None
+    lower: list[float] | None = domain("[0, 1)", None, what="a sparsity")
     """Prune-to sparsity per phase; null derives it from the target (see module docstring)."""
-    upper: list[float] | None = None
+    upper: list[float] | None = domain("[0, 1)", None, what="a sparsity")
     """Grow-to sparsity per phase; null derives it from the target."""
-    phase_fractions: list[float] = field(default_factory=lambda: [0.5625, 0.75])
+    phase_fractions: list[float] = domain("[0, 1]", factory=lambda: [0.5625, 0.75])
     """Phase boundaries as fractions of training (MEST: epochs 90 and 120 of 160)."""
-    update_every_epochs: int | None = None
+    update_every_epochs: int | None = domain("[1, inf)", None)
     """Mutation interval in epochs (MEST's sp_mask_update_freq); null = 5 at 160 epochs, scaled with the run
     length (``train.schedules.delta_tau``)."""
-    importance_lambda: float = 0.0
+    importance_lambda: float = domain("[0, inf)", 0.0)
     """lambda of the paper's |w| + lambda |grad| importance; 0 = the official code's |w|."""
     init: str = "magnitude"
     """Initial mask: magnitude (MEST's hardening of the initial weights) or random."""

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -51,13 +52,13 @@ SCHEDULES = ("constant", "cosine")
 @dataclass
 class RigLConfig(SparseConfig):
     name: str = "rigl"
-    drop_fraction: float = 0.3
+    drop_fraction: float = domain("[0, 1]", 0.3)
     """alpha: fraction of a layer's active weights dropped (and regrown) per update (RigL code flag 0.3)."""
     drop_fraction_schedule: str = "cosine"
     """cosine (the paper: alpha/2 (1 + cos(pi t / T_end))) or constant (the code's flag default)."""
-    update_interval_steps: int = 100
+    update_interval_steps: int = domain("[1, inf)", 100)
     """Delta T: steps between mask updates (RigL CIFAR/ImageNet runs: 100)."""
-    end_fraction: float = 0.75
+    end_fraction: float = domain("[0, 1]", 0.75)
     """T_end as a fraction of all training steps; no update from then on (paper: 75%)."""
     init: str = "random"
     """Initial mask: random positions (RigL) or magnitude (top-|w| of the initialisation)."""
@@ -123,11 +124,7 @@ class RigL:
 
     def __init__(self, cfg: RigLConfig) -> None:
         check_schedule(cfg.drop_fraction_schedule)
-        check_scheme("rigl", cfg.scheme)
-        if cfg.update_interval_steps < 1:
-            raise ValueError("sparsity.update_interval_steps must be >= 1")
-        if not 0 <= cfg.drop_fraction <= 1:
-            raise ValueError(f"sparsity.drop_fraction must be in [0, 1], got {cfg.drop_fraction}")
+        check_scheme("rigl", cfg.scheme)  # numeric fields: their domains, checked in config.validate
         self.cfg = cfg
 
     def init_masks(self, ctx: SparseContext) -> None:

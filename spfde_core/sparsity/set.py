@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -40,13 +41,13 @@ from spfde_core.sparsity.static import initial_masks
 @dataclass
 class SETConfig(SparseConfig):
     name: str = "set"
-    drop_fraction: float = 0.3
+    drop_fraction: float = domain("[0, 1]", 0.3)
     """zeta: fraction of each layer's active weights removed and regrown per update (SET: 0.3)."""
     drop_fraction_schedule: str = "constant"
     """constant (SET) or cosine (decayed to 0 at end_fraction of training)."""
-    update_every_epochs: int = 1
+    update_every_epochs: int = domain("[1, inf)", 1)
     """Epochs between updates (SET: after every epoch)."""
-    end_fraction: float = 1.0
+    end_fraction: float = domain("[0, 1]", 1.0)
     """No update at or after this fraction of the epochs (SET: evolves until the end)."""
     regrow_dropped: bool = True
     """Just-dropped positions may be regrown in the same update (all reference codes); false excludes them."""
@@ -93,11 +94,7 @@ class SET:
 
     def __init__(self, cfg: SETConfig) -> None:
         check_schedule(cfg.drop_fraction_schedule)
-        check_scheme("set", cfg.scheme)
-        if cfg.update_every_epochs < 1:
-            raise ValueError("sparsity.update_every_epochs must be >= 1")
-        if not 0 <= cfg.drop_fraction <= 1:
-            raise ValueError(f"sparsity.drop_fraction must be in [0, 1], got {cfg.drop_fraction}")
+        check_scheme("set", cfg.scheme)  # numeric fields: their domains, checked in config.validate
         self.cfg = cfg
 
     def init_masks(self, ctx: SparseContext) -> None:

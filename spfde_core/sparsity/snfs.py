@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -48,13 +49,13 @@ from spfde_core.sparsity.static import initial_masks
 @dataclass
 class SNFSConfig(SparseConfig):
     name: str = "snfs"
-    prune_rate: float = 0.5
+    prune_rate: float = domain("[0, 1]", 0.5)
     """Initial prune rate p: fraction of each layer's active weights removed per update (sparse_learning)."""
-    prune_rate_min: float = 0.005
+    prune_rate_min: float = domain("[0, 1]", 0.005)
     """Cosine decay floor of p (sparse_learning CosineDecay eta_min)."""
-    update_every_epochs: int = 1
+    update_every_epochs: int = domain("[1, inf)", 1)
     """Epochs between updates (SNFS: every epoch)."""
-    end_fraction: float = 1.0
+    end_fraction: float = domain("[0, 1]", 1.0)
     """No update at or after this fraction of the epochs (SNFS: to the end)."""
     regrown_momentum: str = "dense"
     """dense: a regrown weight gets the dense momentum (sparse_learning); zero: zero momentum."""
@@ -147,8 +148,6 @@ class SNFS:
         check_unstructured("snfs", cfg.scheme)
         if cfg.regrown_momentum not in ("dense", "zero"):
             raise ValueError(f"sparsity.regrown_momentum: expected dense or zero, got {cfg.regrown_momentum!r}")
-        if cfg.update_every_epochs < 1:
-            raise ValueError("sparsity.update_every_epochs must be >= 1")
         self.cfg = cfg
         self.momentum: dict[str, torch.Tensor] = {}
 

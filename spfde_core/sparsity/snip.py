@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from torch import nn
 
+from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
@@ -44,7 +45,7 @@ from spfde_core.sparsity.saliency import ALLOCATIONS, apply_selection, first_bat
 @dataclass
 class SNIPConfig(SparseConfig):
     name: str = "snip"
-    num_batches: int = 1
+    num_batches: int = domain("[1, inf)", 1)
     """Training mini-batches the connection sensitivity is computed on (SNIP: one)."""
     allocation: str = "global"
     """global: top-k over all sparse layers (SNIP, unstructured only); layerwise: each layer at its target."""
