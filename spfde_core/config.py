@@ -115,6 +115,9 @@ class TrainConfig:
     sparse_kernel_min_sparsity: float = 0.98
     """auto: lowest layer sparsity that uses the sparse kernels: the lowest measured sparsity at which
     every supported layer of resnet32_w2 and ResNet-20 ran faster on them (benchmarks/sparse_kernels.py)."""
+    loggers: list[str] = field(default_factory=list)
+    """Experiment trackers mirroring the run (tensorboard, dvclive, mlflow, wandb; each an optional extra), e.g.
+    train.loggers=[tensorboard,mlflow]; the record stays the source of truth (docs/integrations.md)."""
 
 
 @dataclass
@@ -196,6 +199,7 @@ NON_SEMANTIC_KEYS = (
     "train.update_impl",  # fused and eager updates agree to float tolerance (docs/fused_update.md)
     "train.sparse_kernels",  # sparse kernels and masked dense layers agree to float tolerance
     "train.sparse_kernel_min_sparsity",
+    "train.loggers",  # trackers only mirror the run (spfde_core/train/loggers.py)
 )
 
 
@@ -338,6 +342,12 @@ def validate(cfg: DictConfig) -> None:
 
     t = cfg.train
     _check(t.epochs >= 1, "train.epochs", "an integer >= 1", t.epochs)
+    from spfde_core.train.loggers import TrackerUnavailable, check_loggers
+
+    try:  # names, and each tracker's package importable: before any compute
+        check_loggers(t.get("loggers"))
+    except (ValueError, TrackerUnavailable) as err:
+        raise ConfigError(str(err)) from None
     _check(0 <= o.warmup_epochs < t.epochs, "optim.warmup_epochs", "in [0, train.epochs)", o.warmup_epochs)
     _check(t.batch_size >= 1, "train.batch_size", "an integer >= 1", t.batch_size)
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", "an integer >= 1", t.eval_batch_size)

@@ -26,6 +26,7 @@ from spfde_core.train.build import build_data, build_model_for, resolve_device
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.checkpoint import Checkpointer, resume
 from spfde_core.train.faults import remove_stale_tmp
+from spfde_core.train.loggers import TrackerLogger
 from spfde_core.train.loop import train
 from spfde_core.train.optim import build_optimizer
 from spfde_core.train.progress import ProgressBar
@@ -145,6 +146,8 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             *([distributed.RankConsistency(dist_ctx)] if dist_ctx is not None else []),
             *extra_callbacks,
             CostMeter(),  # after the methods: it reads their masks, frozen prefix and cost events
+            # trackers after the cost meter: they mirror the epoch log it completes (docs/integrations.md)
+            *([TrackerLogger(cfg.train.loggers, paths.work_dir)] if main and cfg.train.get("loggers") else []),
             # I/O on rank 0 only (none of these has checkpointed state, so every rank's list matches)
             *([ProgressBar(cfg.train.progress), CurveWriter(paths.work_dir), checkpointer] if main else []),
         ]
