@@ -67,6 +67,7 @@ def build_board(
     from spfde_core.board.claims import evaluate, load_all_claims, render_claims_csv, render_claims_markdown
     from spfde_core.board.collect import collect
     from spfde_core.board.dvc_files import write_dvc_files
+    from spfde_core.board.html import render_html
     from spfde_core.board.paper import PAPER_FILE, load_paper
     from spfde_core.board.plots import curves_plot, pareto_plot
     from spfde_core.board.render import render_csv, render_markdown
@@ -117,12 +118,15 @@ def build_board(
                     names.append(curves_plot(sub, f"{rep} {tid}, {pid}", staged_plots / name))
         names = [p.name for p in names if p is not None]
         write_dvc_files(records, stage / "dvc")  # what `dvc metrics/params/plots` read (dvc_files.py)
+        page = out_dir / "leaderboard.html"
+        atomic.write_text(stage / page.name, render_html((stage / table.name).read_text(), names))
         # Everything rendered: swap it in, file by file (each os.replace is atomic).
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
         os.replace(stage / md.name, md)
         os.replace(stage / table.name, table)
         os.replace(stage / claims_csv.name, claims_csv)
+        os.replace(stage / page.name, page)
         for old in sorted(plot_dir.glob("*.png")):  # only what the current records give: stale plots go
             if old.name not in names:
                 old.unlink()
