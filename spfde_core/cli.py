@@ -208,21 +208,32 @@ def cmd_ops(args: argparse.Namespace) -> None:
     """Build (``spfde ops build``) or report the native kernels: fused masked update, sparse kernels."""
     import torch
 
+    from spfde_core import hardware
     from spfde_core.ops import native
     from spfde_core.ops.fused_update import select_impl
 
-    if args.action == "build":
-        try:
-            print(native.build(verbose=True))
-        except native.NativeUnavailable as err:
-            raise UsageError(str(err)) from None
+    if args.action == "build":  # every kernel for the best target this process can run
+        built = 0
+        for kernel in native.KERNELS:
+            try:
+                print(native.build(kernel, native.select_target(kernel).name, verbose=True))
+                built += 1
+            except native.NativeUnavailable as err:
+                print(f"{kernel}: skipped: {err}")
+        if not built:
+            raise UsageError("no native kernel can be built here (see the reasons above)")
         return
-    reason = native.unavailable_reason()
-    print(f"native kernels: {'available' if reason is None else 'unavailable: ' + reason}")
-    print(f"library: {native.library_path()}{'' if native.library_path().exists() else ' (not built yet)'}")
+    isa = hardware.cpu_isa()
+    print(f"cpu: {isa.isa_class} (torch capability {isa.capability}, flags {' '.join(isa.flags) or 'none'})")
+    for kernel, info in native.status().items():
+        where = (
+            f"{info['target']} build, {info['library']}" if "target" in info else f"unavailable: {info['unavailable']}"
+        )
+        print(f"native kernel {kernel}: {where}")
     impl, why = select_impl("auto", torch.device("cpu"))
     print(f"masked update on cpu (train.update_impl=auto): {impl}{'' if why is None else ' (' + why + ')'}")
-    print(f"sparse kernels (train.sparse_kernels): {'CPU' if reason is None else 'masked dense path only'}")
+    spconv = native.unavailable_reason("spconv")
+    print(f"sparse kernels (train.sparse_kernels): {'CPU' if spconv is None else 'masked dense path only'}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -92,10 +92,11 @@ class TrainConfig:
     """Drop the last incomplete training batch (MEST loader: False)."""
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy loss (MEST: 0)."""
-    precision: str = "bf16"
-    """bf16 (autocast, the fast default on AMX CPUs and GPUs) or fp32."""
-    channels_last: bool = True
-    """channels_last memory format for model and inputs."""
+    precision: str = "auto"
+    """auto (bf16 autocast where the device computes bf16 natively: AMX/AVX512-BF16 CPUs, CUDA with bf16;
+    else fp32), bf16 or fp32. A numerics knob, not part of the config hash (docs/hardware.md)."""
+    channels_last: Any = "auto"
+    """auto (channels_last unless a convolution has < 16 input channels; docs/hardware.md), true or false."""
     compile: bool = False
     """Wrap the model in torch.compile (measured: small gain on CPU, ~40 s compile time)."""
     device: str = "auto"
@@ -196,6 +197,10 @@ NON_SEMANTIC_KEYS = (
     "train.compile",
     "train.device",
     "train.progress",
+    # Hardware-dependent numerics and layout (docs/hardware.md): the same experiment on an AMX and an
+    # AVX2 machine shares one hash and one leaderboard cell, which shows the precisions it pools.
+    "train.precision",
+    "train.channels_last",
     "train.update_impl",  # fused and eager updates agree to float tolerance (docs/fused_update.md)
     "train.sparse_kernels",  # sparse kernels and masked dense layers agree to float tolerance
     "train.sparse_kernel_min_sparsity",
@@ -352,7 +357,8 @@ def validate(cfg: DictConfig) -> None:
     _check(t.batch_size >= 1, "train.batch_size", "an integer >= 1", t.batch_size)
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", "an integer >= 1", t.eval_batch_size)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)", t.label_smoothing)
-    _check(t.precision in ("bf16", "fp32"), "train.precision", "bf16 or fp32", t.precision)
+    _check(t.precision in ("auto", "bf16", "fp32"), "train.precision", "auto, bf16 or fp32", t.precision)
+    _check(t.channels_last in ("auto", True, False), "train.channels_last", "auto, true or false", t.channels_last)
     _check(
         t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
         "train.device",

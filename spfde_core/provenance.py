@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from spfde_core import hardware
+
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the working tree, or nulls outside a git checkout."""
@@ -51,6 +53,8 @@ def describe_device(device: torch.device) -> dict[str, Any]:
         "type": device.type,
         "cpu_model": cpu_model(),
         "torch_threads": torch.get_num_threads(),
+        # ISA class, capability and flags as this process may use them (benchmarks are keyed by isa_class)
+        "isa": hardware.cpu_isa().as_dict(),
     }
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)

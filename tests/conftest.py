@@ -26,3 +26,22 @@ def smoke_overrides(tmp_path: Path) -> list[str]:
 @pytest.fixture
 def smoke_cfg(smoke_overrides: list[str]):
     return load_config(smoke_overrides)
+
+
+# Numerics- and kernel-sensitive tests: CI runs them a second time as on an AVX2-only CPU
+# (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2; README "Run the tests", docs/hardware.md).
+ISA_SENSITIVE = (
+    "tests/distributed/",
+    "tests/ops/",
+    "tests/train/test_resume.py",
+    "tests/train/test_resume_last_kill_point.py",
+    "tests/pipeline/test_dvc_pipeline.py",
+    "tests/test_hardware.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    for item in items:
+        if Path(item.path).relative_to(root).as_posix().startswith(ISA_SENSITIVE):
+            item.add_marker(pytest.mark.isa_sensitive)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
@@ -128,6 +129,14 @@ class Cell:
     @property
     def s_per_epoch(self) -> float:
         return mean(self._values(lambda d: d["timing"]["wall_clock_s"] / d["results"]["epochs"]))
+
+    @property
+    def precision_mix(self) -> str:
+        """The precisions the cell pools, e.g. ``bf16`` or ``bf16 2, fp32 1`` (docs/hardware.md: one cell)."""
+        counts = Counter(str(r.data["config"]["train"].get("precision", "unknown")) for r in self.records)
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{p} {k}" for p, k in sorted(counts.items()))
 
     @property
     def devices(self) -> list[str]:

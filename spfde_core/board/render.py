@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "epochs",
     "n",
     "seeds",
+    "precision",
     "top1_mean",
     "top1_ci95_low",
     "top1_ci95_high",
@@ -51,7 +52,9 @@ Protocol version **{v}** (run-record schema v1). A protocol = profile + dataset 
 sha256) + model + epochs; numbers of different protocols are never put in one cell, table or front.
 
 - **top-1**: final-epoch test top-1 accuracy (%), mean over seeds; `±` is the half-width of the 95%
-  t-interval of the mean (scipy.stats.t, n-1 degrees of freedom; none for n = 1); **n** = seeds.
+  t-interval of the mean (scipy.stats.t, n-1 degrees of freedom; none for n = 1); **n** = seeds, with
+  the precision they trained in: `train.precision=auto` gives bf16 on AMX/AVX512-BF16 CPUs and fp32
+  elsewhere, and both land in one cell, e.g. `3 (bf16 2, fp32 1)` (docs/hardware.md).
 - **train FLOPs**: training FLOPs / dense full-data training FLOPs (`cost.training_flops.ratio_to_dense`,
   docs/cost.md; overheads such as dense gradients and scoring passes included).
 - **memory**: SpFDE's training-memory model (weights, activations and their gradients; fp32, batch 64),
@@ -69,6 +72,11 @@ def _f(value: float | None, digits: int = 2) -> str:
 def _top1(cell: Cell) -> str:
     ci = cell.top1_ci
     return f"{cell.top1_mean:.2f}" if ci is None else f"{cell.top1_mean:.2f} ± {(ci[1] - ci[0]) / 2:.2f}"
+
+
+def _n(cell: Cell) -> str:
+    """Seeds, and the precision they trained in: bf16 and fp32 runs of one experiment share a cell."""
+    return f"{cell.n} ({cell.precision_mix})"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -195,7 +203,7 @@ def render_markdown(
                         c.setting_label,
                         f"`{c.method}`",
                         _top1(c),
-                        str(c.n),
+                        _n(c),
                         _f(c.flops_ratio, 3),
                         _f(c.memory_mib, 1),
                         _f(c.wall_min, 1),
@@ -235,7 +243,7 @@ def render_markdown(
                             c.label,
                             c.setting_label,
                             _top1(c),
-                            str(c.n),
+                            _n(c),
                             pv.shown() if pv and c.protocol.profile == "paper" else "",
                             _f(delta(c, pv)),
                             _f(c.flops_ratio, 3),
@@ -327,6 +335,7 @@ def render_csv(cells: list[Cell], paper: list[PaperValue], out_dir: Path) -> str
                 p.epochs,
                 c.n,
                 " ".join(str(s) for s in c.seeds),
+                c.precision_mix,
                 _f(c.top1_mean, 4),
                 _f(ci[0] if ci else None, 4),
                 _f(ci[1] if ci else None, 4),

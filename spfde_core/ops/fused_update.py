@@ -76,7 +76,7 @@ def fused_cpu_unavailable_reason(device: torch.device) -> str | None:
     """None when the native fused CPU kernel can run on ``device``'s tensors; else why not."""
     if device.type != "cpu":
         return f"the native kernel runs on CPU tensors (parameters are on {device.type})"
-    return native.unavailable_reason()
+    return native.unavailable_reason("fused_sgd")
 
 
 def select_impl(requested: str, device: torch.device) -> tuple[str, str | None]:
@@ -108,7 +108,7 @@ _PTRS = ctypes.POINTER(ctypes.c_void_p)
 
 
 def _native_kernel() -> Any:
-    lib = native.load()
+    lib = native.load("fused_sgd")
     fn = lib.spfde_fused_masked_sgd_f32
     if fn.argtypes is None:
         fn.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 10, ctypes.c_int32]
@@ -271,6 +271,8 @@ class MaskedSGD(torch.optim.SGD):
         """The run record's ``update`` block: which implementation ran and why fused did not."""
         return {
             "impl": self.impl,
+            # the ISA build of the native kernel (avx512 | avx2 | generic; docs/hardware.md)
+            **({"native_target": native.loaded_target("fused_sgd")} if self.impl == "fused_cpu" else {}),
             "fused": self.impl != "eager",
             "fallback_reason": self.fallback_reason,
             "masks_in_step": self.applies_masks,

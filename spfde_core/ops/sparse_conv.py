@@ -177,11 +177,11 @@ def _product(
             raise ValueError("the float64 path takes unstructured plans only")
         shift, masks = geometry(h, w, k)
         args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(rowptr), _ptr(cidx))
-        native.load().spconv_forward_f64(_ptr(x), _ptr(out), *args, _ptr(vals.double().contiguous()))
+        native.load("spconv").spconv_forward_f64(_ptr(x), _ptr(out), *args, _ptr(vals.double().contiguous()))
         return out
     bf16 = int(x.dtype == torch.bfloat16)
     vals = vals.float().contiguous()
-    status = native.load().spconv_forward(
+    status = native.load("spconv").spconv_forward(
         _ptr(x), bf16, _ptr(out), bf16, n, c_in, c_out, h, w, k, block, _ptr(rowptr), _ptr(cidx), _ptr(vals),
         torch.get_num_threads(),
     )  # fmt: skip
@@ -198,14 +198,14 @@ def _sampled(x: torch.Tensor, dy: torch.Tensor, plan: SparsePlan) -> tuple[torch
         shift, masks = geometry(h, w, k)
         args = (n, c_in, c_out, h * w, k * k, _ptr(shift), _ptr(masks), _ptr(plan.fwd_rowptr), _ptr(plan.fwd_cidx))
         out = torch.empty(plan.nnz, dtype=torch.float64)
-        native.load().spconv_wgrad_f64(_ptr(x), _ptr(dy.double().contiguous()), *args, _ptr(out))
+        native.load("spconv").spconv_wgrad_f64(_ptr(x), _ptr(dy.double().contiguous()), *args, _ptr(out))
         return out, plan.fwd_flat
     block, (rowptr, cidx, flat) = (
         (BLOCK, plan.block) if plan.block else (1, (plan.fwd_rowptr, plan.fwd_cidx, plan.fwd_flat))
     )
     out = torch.empty(plan.nnz, dtype=torch.float32)
     x_bf16, dy_bf16 = int(x.dtype == torch.bfloat16), int(dy.dtype == torch.bfloat16)
-    status = native.load().spconv_wgrad(
+    status = native.load("spconv").spconv_wgrad(
         _ptr(x), x_bf16, _ptr(dy), dy_bf16, n, c_in, c_out, h, w, k, block, _ptr(rowptr), _ptr(cidx), _ptr(out),
         torch.get_num_threads(),
     )  # fmt: skip
@@ -220,7 +220,7 @@ def _check(status: int, shape: torch.Size, k: int) -> None:
 
 def kernel_supports(n: int, c: int, h: int, w: int, k: int) -> bool:
     """Whether the AVX-512 kernels tile this geometry: H*W a multiple of 16 and W a multiple or divisor of 16."""
-    return bool(native.load().spconv_supported(n, c, h, w, k))
+    return bool(native.load("spconv").spconv_supported(n, c, h, w, k))
 
 
 class SparseConv2dFunction(torch.autograd.Function):

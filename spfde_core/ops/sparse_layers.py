@@ -137,7 +137,7 @@ class SparseKernels:
     def on_train_start(self, state: Any) -> None:
         if self.layers:
             return
-        self.unavailable = native.unavailable_reason()
+        self.unavailable = native.unavailable_reason("spconv")
         if state.device.type != "cpu":
             self.unavailable = f"device {state.device} (the sparse kernels are CPU only)"
         if self.unavailable:
@@ -216,7 +216,7 @@ def attach_sparse_kernels(methods: Sequence[Any], cfg: Any, device: torch.device
         # step until it gives up; auto leaves compiled runs on the masked path (`on` still forces them).
         return []
     if cfg.train.sparse_kernels == "on":
-        reason = native.unavailable_reason() if device.type == "cpu" else f"device {device} (CPU only)"
+        reason = native.unavailable_reason("spconv") if device.type == "cpu" else f"device {device} (CPU only)"
         if reason:
             raise SparseKernelUnavailable(f"train.sparse_kernels=on: {reason}")
     return [SparseKernels(engines, cfg.train.sparse_kernels, cfg.train.sparse_kernel_min_sparsity)]

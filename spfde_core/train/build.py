@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from spfde_core import hardware
 from spfde_core.config import ConfigError
 from spfde_core.data import (
     ImageFolderStreamLoader,
@@ -34,6 +35,36 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but CUDA is not available (use auto or cpu)")
     return device
+
+
+def resolve_hardware(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Replace ``auto`` in train.precision and train.channels_last by what runs here (docs/hardware.md).
+
+    Mutates ``cfg`` (so the record's config says what ran) and returns the record's ``hardware`` block:
+    each setting as requested and resolved, with the reason (the CPU's ISA is in the provenance block). Call it once,
+    before building data and model; both refuse an unresolved config.
+    """
+    t = cfg.train
+    precision = hardware.resolve_precision(t.precision, device)
+    with torch.device("meta"):  # only the layer widths matter: no memory, no init cost
+        probe = build_model(cfg.model.name, 10, width=cfg.model.width)
+    channels_last = hardware.resolve_channels_last(t.channels_last, probe)
+    t.precision, t.channels_last = precision.value, channels_last.value
+    block = {"precision": vars(precision), "channels_last": vars(channels_last)}
+    if precision.requested == "auto" or channels_last.requested == "auto":
+        log.info(
+            "train.precision=%s (%s), train.channels_last=%s (%s)",
+            precision.value,
+            precision.reason,
+            channels_last.value,
+            channels_last.reason,
+        )
+    return block
+
+
+def _require_resolved(cfg: DictConfig) -> None:
+    if "auto" in (cfg.train.precision, cfg.train.channels_last):
+        raise RuntimeError("train.precision/channels_last are still 'auto': call resolve_hardware(cfg, device) first")
 
 
 def prepared_path(data: DictConfig) -> Path:
@@ -73,6 +104,7 @@ class DataBundle:
 
 def build_data(cfg: DictConfig, device: torch.device) -> DataBundle:
     """Load the prepared dataset into loaders; check the batch fits the dataset."""
+    _require_resolved(cfg)
     info = get_dataset_info(cfg.data.name)
     directory = prepared_path(cfg.data)
     if cfg.data.name == "synthetic" and not directory.exists():
@@ -110,6 +142,7 @@ def build_data(cfg: DictConfig, device: torch.device) -> DataBundle:
 
 def build_model_for(cfg: DictConfig, num_classes: int, device: torch.device) -> BlockModel:
     """The zoo model, on ``device``, in channels_last if asked; init follows ``torch``'s seed."""
+    _require_resolved(cfg)
     model = build_model(cfg.model.name, num_classes, width=cfg.model.width).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

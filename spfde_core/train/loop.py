@@ -18,7 +18,7 @@ from spfde_core.train.optim import apply_schedules
 
 
 def autocast(state: TrainState) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU (AMX) and GPU when train.precision=bf16; a no-op for fp32."""
+    """bf16 autocast when train.precision (resolved by train.build.resolve_hardware) is bf16; a no-op for fp32."""
     enabled = state.cfg.train.precision == "bf16"
     return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=enabled)
 

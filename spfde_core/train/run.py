@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from spfde_core.ops.fused_update import FusedUpdateUnavailable
 from spfde_core.ops.sparse_layers import SparseKernelUnavailable, attach_sparse_kernels
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sparsity import SPARSITY_METHODS
-from spfde_core.train.build import build_data, build_model_for, resolve_device
+from spfde_core.train.build import build_data, build_model_for, resolve_device, resolve_hardware
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.checkpoint import Checkpointer, resume
 from spfde_core.train.faults import remove_stale_tmp
@@ -84,6 +85,7 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     finished run raises RunExistsError unless ``run.force=true``.
     """
     validate(cfg)
+    cfg = copy.deepcopy(cfg)  # resolve_hardware fills in 'auto' settings: never in the caller's config
     chash = config_hash(cfg)
     paths = RunPaths.of(cfg, chash)
     if paths.record.exists() and not cfg.run.force:
@@ -107,6 +109,7 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     if dist_ctx is not None:
         dist_ctx.barrier()  # nobody looks for a checkpoint before rank 0 removed a stale one
 
+    hardware = resolve_hardware(cfg, device)  # precision/channels_last 'auto' -> what this machine runs best
     if dist_ctx is None:
         data = build_data(cfg, device)  # also checks batch size against the dataset: before compute
     else:
@@ -161,6 +164,7 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     train(state, callbacks, forward, dist_ctx)
 
     record = build_record(cfg, chash, paths, state, data.record)
+    record["hardware"] = hardware
     if dist_ctx is not None:
         record["distributed"] = distributed.distributed_block(dist_ctx, cfg, sync_bn)
     # Other ranks build the same record (returned, for tests) with side files in a throwaway folder.

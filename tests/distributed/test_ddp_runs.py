@@ -4,9 +4,17 @@ circular sieving) is consistent across ranks and matches a single-process run wi
 What is compared with the single-process run, and how exactly (docs/distributed.md):
 - exactly: the samples of every global step (order included), the masks after every step, the frozen
   prefix at every step, the sieving block, the cost meter's FLOP and sample totals;
-- to float tolerance: per-epoch train/test losses (rel 1e-4) and the final weights (atol 1e-4). The
-  distributed run normalises with global-batch BN statistics (SyncBatchNorm2d), sums gradients in
-  another order and all-reduces them, so it differs from the single-process run by float rounding only.
+- to float tolerance: final losses and weights. The distributed run normalises with global-batch BN
+  statistics (SyncBatchNorm2d), sums gradients in another order and all-reduces them, so it differs
+  from the single-process run by float rounding only, amplified over 24 steps. How much rounding that
+  is depends on the CPU's kernels, so the tolerance is measured in the test, not assumed: the same
+  single-process run with 1 and with 2 threads (another reduction order, nothing else) gives the float
+  noise floor of this machine, and the distributed run must sit within NOISE_FACTOR times it.
+  Measured (Xeon, 3 epochs of this config): max |weight difference| distributed vs 1-thread single =
+  0.10x the 1-vs-2-thread difference natively (AVX-512: 5.9e-5 vs 5.9e-4; per tensor at most 0.79x)
+  and 1.11x under ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 (5.9e-4 vs 6.0e-4), where a fixed
+  atol of 1e-4 failed although nothing was wrong. NOISE_FACTOR = 3 leaves room for that spread; a real
+  bug (a wrong gradient scale, a missed all-reduce) moves weights by orders of magnitude more.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from ddp_helpers import single_run, spawn_run
 pytestmark = pytest.mark.smoke
 
 N = 256
+NOISE_FACTOR = 3.0
+NOISE_FLOOR = 1e-6  # a machine whose 1- and 2-thread runs agree exactly still gets this much room
 CONFIG = [
     "train.precision=fp32",  # bf16 autocast would make the float comparison loose
     "train.channels_last=false",
@@ -57,8 +67,19 @@ def runs(tmp_path_factory):
     ]
     # Rank 1 is pointed at folders of its own: they must stay empty (rank 0 alone writes).
     dist = spawn_run([*base, *_dirs(tmp, "dist")], tmp / "out", rank_overrides={1: _dirs(tmp, "rank1")})
-    single = single_run([*base, *_dirs(tmp, "single")])
-    return {"tmp": tmp, "base": base, "dist": dist, "single": single}
+    threads = torch.get_num_threads()
+    try:  # the reference runs with 1 thread, as each rank does; the 2-thread run measures the noise floor
+        torch.set_num_threads(1)
+        single = single_run([*base, *_dirs(tmp, "single")])
+        torch.set_num_threads(2)
+        single_2t = single_run([*base, *_dirs(tmp, "single_2t")])
+    finally:
+        torch.set_num_threads(threads)
+    return {"tmp": tmp, "base": base, "dist": dist, "single": single, "single_2t": single_2t}
+
+
+def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: (a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point()}
 
 
 def test_masks_and_freezing_identical_on_every_rank_and_as_single_process(runs) -> None:
@@ -90,16 +111,24 @@ def test_every_active_sample_trained_exactly_once_per_epoch_across_ranks(runs) -
 
 
 def test_results_match_single_process_to_float_tolerance(runs) -> None:
-    d, s = runs["dist"][0]["record"], runs["single"]["record"]
+    d, s, s2 = runs["dist"][0]["record"], runs["single"]["record"], runs["single_2t"]["record"]
     assert runs["dist"][1]["record"]["results"] == d["results"]  # both ranks computed the same numbers
-    for key in ("final_train_loss", "final_test_loss", "final_train_acc"):
-        assert d["results"][key] == pytest.approx(s["results"][key], rel=1e-4), key
+    for key in ("final_train_loss", "final_test_loss"):
+        noise = abs(s2["results"][key] - s["results"][key])
+        assert abs(d["results"][key] - s["results"][key]) <= NOISE_FACTOR * noise + 1e-6 * abs(s["results"][key]), key
     fd, fs = runs["dist"][0]["probe"]["final_state"], runs["single"]["probe"]["final_state"]
-    f1 = runs["dist"][1]["probe"]["final_state"]
+    f1, f2 = runs["dist"][1]["probe"]["final_state"], runs["single_2t"]["probe"]["final_state"]
     assert fd.keys() == fs.keys()
     for key in fs:
         assert torch.equal(fd[key], f1[key]), f"{key} differs between ranks"
-        torch.testing.assert_close(fd[key].float(), fs[key].float(), atol=1e-4, rtol=1e-3, msg=key)
+    dist_diff, noise = _max_abs_diff(fd, fs), _max_abs_diff(f2, fs)
+    floor = max(max(noise.values()), NOISE_FLOOR)
+    assert floor < 1e-2, f"the 1- and 2-thread runs differ by {floor}: not float noise, the test setup is broken"
+    worst = max(dist_diff, key=dist_diff.get)
+    assert dist_diff[worst] <= NOISE_FACTOR * floor, (
+        f"{worst}: distributed vs single-process differ by {dist_diff[worst]:.3g}, more than {NOISE_FACTOR}x this "
+        f"machine's 1-vs-2-thread float noise ({floor:.3g})"
+    )
     assert d["sieving"] == s["sieving"]
     assert d["sparsity"]["layers"] == s["sparsity"]["layers"]
 

@@ -22,7 +22,25 @@ from torch import nn
 from spfde_core.ops import native
 from spfde_core.ops.fused_update import FusedUpdateUnavailable, MaskedSGD, same_dense_layout, select_impl
 
-needs_native = pytest.mark.skipif(native.unavailable_reason() is not None, reason=str(native.unavailable_reason()))
+needs_native = pytest.mark.skipif(
+    native.unavailable_reason("fused_sgd") is not None, reason=str(native.unavailable_reason("fused_sgd"))
+)
+# Every ISA build of the kernel this CPU runs (avx512, avx2, generic): each must equal eager bit for bit.
+RUNNABLE_TARGETS = [
+    t.name
+    for t in native.TARGETS.values()
+    if t.rank <= native.isa_cap() and all(f in native.hardware.cpu_flags() for f in t.cpu_flags)
+]
+
+
+@pytest.fixture(params=RUNNABLE_TARGETS)
+def native_target(request, monkeypatch) -> str:
+    """Caps our kernels at one ISA target (SPFDE_NATIVE_ISA) for the test."""
+    monkeypatch.setenv("SPFDE_NATIVE_ISA", request.param)
+    assert native.loaded_target("fused_sgd") == request.param
+    return request.param
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -125,7 +143,7 @@ def test_eager_impl_is_the_old_path_bit_for_bit(hyper: dict, reset_momentum: boo
 @needs_native
 @pytest.mark.parametrize("hyper", HYPER, ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
 @pytest.mark.parametrize("reset_momentum", [True, False])
-def test_fused_cpu_equals_eager(hyper: dict, reset_momentum: bool) -> None:
+def test_fused_cpu_equals_eager(hyper: dict, reset_momentum: bool, native_target: str) -> None:
     eager = run_steps("eager", 4, reset_momentum, **hyper)
     fused = run_steps("fused_cpu", 4, reset_momentum, **hyper)
     assert_same(eager, fused)
@@ -149,7 +167,7 @@ def test_frozen_parameters_are_untouched_and_get_no_state() -> None:
 
 
 @needs_native
-def test_fused_takes_large_tensors_across_thread_chunks() -> None:
+def test_fused_takes_large_tensors_across_thread_chunks(native_target: str) -> None:
     """Sizes that do not divide the threads' 16-element-aligned ranges, several tensors per range."""
     torch.manual_seed(3)
     sizes = [70001, 3, 0, 131073, 17]
@@ -222,7 +240,7 @@ def test_state_dict_is_torch_sgd_and_resumes_identically() -> None:
 def test_select_impl() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert select_impl("eager", cpu) == ("eager", "train.update_impl=eager")
-    if native.unavailable_reason() is None:
+    if native.unavailable_reason("fused_sgd") is None:
         assert select_impl("auto", cpu) == ("fused_cpu", None)
         assert select_impl("fused", cpu) == ("fused_cpu", None)
     if os.environ.get("TRITON_INTERPRET") != "1":
@@ -235,14 +253,9 @@ def test_select_impl() -> None:
 
 def test_fused_unavailable_falls_back_under_auto_and_raises_under_fused(monkeypatch) -> None:
     monkeypatch.setenv("SPFDE_DISABLE_NATIVE", "1")
-    native.load.cache_clear()
-    try:
-        assert select_impl("auto", torch.device("cpu")) == ("eager", "disabled by SPFDE_DISABLE_NATIVE")
-        with pytest.raises(FusedUpdateUnavailable, match="SPFDE_DISABLE_NATIVE"):
-            select_impl("fused", torch.device("cpu"))
-    finally:
-        monkeypatch.delenv("SPFDE_DISABLE_NATIVE")
-        native.load.cache_clear()
+    assert select_impl("auto", torch.device("cpu")) == ("eager", "disabled by SPFDE_DISABLE_NATIVE")
+    with pytest.raises(FusedUpdateUnavailable, match="SPFDE_DISABLE_NATIVE"):
+        select_impl("fused", torch.device("cpu"))
 
 
 TRITON_SCRIPT = textwrap.dedent(

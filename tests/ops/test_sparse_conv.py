@@ -16,7 +16,9 @@ from spfde_core.ops.sparse_conv import (
     unsupported_reason,
 )
 
-pytestmark = pytest.mark.skipif(native.unavailable_reason() is not None, reason=str(native.unavailable_reason()))
+pytestmark = pytest.mark.skipif(
+    native.unavailable_reason("spconv") is not None, reason=str(native.unavailable_reason("spconv"))
+)
 
 
 def _mask(shape: tuple[int, ...], density: float, seed: int) -> torch.Tensor:

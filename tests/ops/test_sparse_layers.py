@@ -15,7 +15,9 @@ from spfde_core.ops import native, sparse_layers
 from spfde_core.ops.sparse_layers import SparseLayerKernel
 from spfde_core.train.run import run_training
 
-pytestmark = pytest.mark.skipif(native.unavailable_reason() is not None, reason=str(native.unavailable_reason()))
+pytestmark = pytest.mark.skipif(
+    native.unavailable_reason("spconv") is not None, reason=str(native.unavailable_reason("spconv"))
+)
 
 
 def _masked_resnet20(sparsity: float) -> torch.nn.Module:
@@ -112,12 +114,12 @@ def test_rigl_update_steps_take_the_dense_gradient_path(smoke_overrides) -> None
     # 3 training steps, RigL updates at step 2 only (never at step 0): one masked forward per layer
     # there, the two other steps and evaluation on the kernels
     conv = next(layer for layer in record["sparse_kernels"]["layers"] if layer["name"] == "layer1.0.conv1")
-    assert conv["masked_calls"] == 1 + 1  # + the cost meter's trace on the meta device
+    assert conv["masked_calls"] == 1  # the cost meter's trace on the meta device is not a call
     assert conv["sparse_calls"] >= 2
 
 
 def test_on_without_kernels_is_a_config_error(smoke_overrides, monkeypatch) -> None:
-    monkeypatch.setattr(sparse_layers.native, "unavailable_reason", lambda: "no compiler (test)")
+    monkeypatch.setattr(sparse_layers.native, "unavailable_reason", lambda kernel: "no compiler (test)")
     with pytest.raises(ConfigError, match="train.sparse_kernels=on: no compiler"):
         run_training(load_config(_train_overrides(smoke_overrides, "on")))
 

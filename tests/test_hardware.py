@@ -1,0 +1,97 @@
+"""Hardware-aware defaults (spfde_core/hardware.py, docs/hardware.md): train.precision and
+train.channels_last 'auto' resolve by the CPU's ISA class and the model's widths; explicit settings win;
+the record says what ran and why; the config hash does not depend on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from spfde_core import hardware
+from spfde_core.cli import load_config
+from spfde_core.config import config_hash
+from spfde_core.models import build_model
+
+CPU = torch.device("cpu")
+
+
+def _resolve_in_child(env: dict[str, str]) -> dict:
+    """cpu_isa and the auto precision in a fresh process (PyTorch reads ATEN_CPU_CAPABILITY at startup)."""
+    code = (
+        "import json, torch; from spfde_core import hardware; "
+        "print(json.dumps({'isa': hardware.cpu_isa().as_dict(), "
+        "'precision': hardware.resolve_precision('auto', torch.device('cpu')).value}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_auto_precision_is_bf16_only_where_native() -> None:
+    isa = hardware.cpu_isa()
+    expected = "bf16" if isa.native_bf16 else "fp32"
+    assert isa.native_bf16 == (
+        ("amx_bf16" in isa.flags or "avx512_bf16" in isa.flags) and isa.isa_class in ("amx", "avx512")
+    )
+    assert hardware.resolve_precision("auto", CPU).value == expected
+    assert hardware.resolve_precision("fp32", CPU).value == "fp32"  # explicit settings win
+    assert hardware.resolve_precision("bf16", CPU).reason == "set explicitly"
+
+
+def test_avx2_emulation_resolves_as_an_avx2_cpu() -> None:
+    """What an AMD EPYC (AVX2, no AVX-512, no AMX) gets: fp32, and the avx2 class."""
+    if "avx2" not in hardware.cpu_flags():
+        pytest.skip("this CPU has no AVX2")
+    child = _resolve_in_child({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert child["isa"]["isa_class"] == "avx2" and child["isa"]["capability"] == "AVX2"
+    assert child["isa"]["native_bf16"] is False and child["precision"] == "fp32"
+
+
+def test_a_onednn_cap_below_bf16_also_means_fp32() -> None:
+    if "avx512_bf16" not in hardware.cpu_flags():
+        pytest.skip("no native bf16 on this CPU to cap")
+    child = _resolve_in_child({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
+    assert child["isa"]["native_bf16"] is False and child["precision"] == "fp32"
+
+
+def test_channels_last_auto_follows_the_narrowest_convolution() -> None:
+    with torch.device("meta"):
+        full, quarter = build_model("resnet20", 10), build_model("resnet20", 10, width=0.25)
+    assert hardware.narrowest_conv_width(full) == 16 and hardware.narrowest_conv_width(quarter) == 4
+    assert hardware.resolve_channels_last("auto", full).value is True
+    narrow = hardware.resolve_channels_last("auto", quarter)
+    assert narrow.value is False and "4 < 16" in narrow.reason
+    assert hardware.resolve_channels_last(True, quarter).value is True  # explicit wins
+    assert hardware.resolve_channels_last("auto", nn.Linear(3, 3)).value is False
+
+
+def test_precision_and_layout_do_not_change_the_config_hash() -> None:
+    """The same experiment on an AMX and an AVX2 machine is one row (docs/hardware.md)."""
+    base = config_hash(load_config(["profile=smoke"]))
+    for overrides in (["train.precision=fp32"], ["train.precision=bf16", "train.channels_last=false"]):
+        assert config_hash(load_config(["profile=smoke", *overrides])) == base
+
+
+@pytest.mark.smoke
+def test_the_record_says_what_ran_and_why(smoke_overrides, tmp_path) -> None:
+    from spfde_core.train.run import run_training
+
+    cfg = load_config([*smoke_overrides, "train.epochs=1"])
+    record = run_training(cfg)
+    assert cfg.train.precision == "auto"  # the caller's config is left as given
+    block = record["hardware"]
+    assert block["precision"]["requested"] == "auto"
+    assert block["precision"]["value"] == record["config"]["train"]["precision"]
+    assert block["channels_last"] == {
+        "requested": "auto",
+        "value": False,
+        "reason": "a convolution has 4 < 16 input channels (unsafe, slower in channels_last)",
+    }
+    isa = record["provenance"]["device"]["isa"]
+    assert isa["isa_class"] in ("amx", "avx512", "avx2", "generic") and isa["capability"]
