@@ -41,7 +41,7 @@ from spfde_core.ops.sparse_conv import build_plan, sparse_conv2d, unsupported_re
 from spfde_core.ops.sparse_layers import attach_sparse_kernels
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.schemes import get_scheme
-from spfde_core.train.build import build_data, build_model_for, resolve_device
+from spfde_core.train.build import build_data, build_model_for, resolve_device, resolve_hardware
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.loop import train_epoch
 from spfde_core.train.optim import build_optimizer
@@ -166,6 +166,7 @@ def step_images_per_s(model: str, batch: int, overrides: list[str], batches: int
     """Images/s of the real trainer's epoch on static random masks (after a warm-up epoch)."""
     cfg = throughput_config(model, batch, batches, prepared, ["sparsity=static_random", *overrides])
     device = resolve_device("cpu")
+    resolve_hardware(cfg, device)
     data = build_data(cfg, device)
     torch.manual_seed(0)
     net = build_model_for(cfg, data.record["num_classes"], device)
