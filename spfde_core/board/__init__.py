@@ -110,7 +110,7 @@ def build_board(
         names: list[str] = []
         if plots:
             for pid, group in ranked.items():
-                names.append(pareto_plot(group, pid, staged_plots / f"pareto-{pid}.png"))
+                names.append(pareto_plot(group, pid, staged_plots / f"pareto-{pid}.png", claim_results))
                 for rep, tid in sorted({(c.reproduction, c.table) for c in group}):
                     sub = [c for c in group if (c.reproduction, c.table) == (rep, tid)]
                     sub.sort(key=lambda c: (c.entry, c.setting))

@@ -40,7 +40,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f2f2f2;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.front td{background:#f3fbf3}
-img{max-width:48%;margin:.5em 1% .5em 0;border:1px solid #ddd}
+figure{display:inline-block;vertical-align:top;max-width:48%;margin:.5em 1% .5em 0}
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.8em;color:#555}
 .note{color:#555;font-size:.9em}
 """
 
@@ -70,6 +71,14 @@ document.querySelectorAll('table.board').forEach(function (table) {
   });
 });
 """
+
+CAPTIONS = {  # by file-name prefix (spfde_core/board/plots.py)
+    "pareto": "Final top-1 against training FLOPs (x dense, log scale), every entry of the protocol: 95% CI over "
+    "seeds, the Pareto front of the table (rank 1), and the Claims section's comparisons (arrow B to A, "
+    "shading: where A's mean must lie).",
+    "curves": "Test top-1 over cumulative training FLOPs, one panel per setting: mean over seeds, band from the "
+    "lowest to the highest seed; dashed: the dense reference.",
+}
 
 
 def _cell(field: str, value: str, numeric: bool) -> str:
@@ -131,6 +140,10 @@ def render_html(board_csv: str, plot_names: list[str]) -> str:
         out.append("</tbody></table>")
         for name in sorted(n for n in plot_names if pid in n):
             src = html.escape(f"plots/{name}")
-            out.append(f'<a href="{src}"><img src="{src}" alt="{html.escape(name)}"></a>')
+            caption = CAPTIONS.get(name.split("-")[0], "")
+            out.append(
+                f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(name)}"></a>'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     out.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n"

@@ -112,8 +112,9 @@ def write_record(runs: Path, top1: float, seed: int = 0, entry: str = "set", flo
     run_dir = runs / record["run"]["reproduction"] / record["run"]["row"] / f"seed{record['run']['seed']}"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    per_epoch = 1e12 * record["cost"]["training_flops"]["ratio_to_dense"]  # dense epoch = 1e12 FLOPs
     (run_dir / "curve.csv").write_text(
-        "epoch,test_acc\n" + "".join(f"{e},{top1 * (e + 1) / 3:.4f}\n" for e in range(3))
+        "epoch,test_acc,train_flops\n" + "".join(f"{e},{top1 * (e + 1) / 3:.4f},{per_epoch:.0f}\n" for e in range(3))
     )
     return run_dir / "metrics.json"
 
