@@ -165,6 +165,30 @@ class RunConfig:
 
 
 @dataclass
+class FeatureCacheConfig:
+    """Feature-map caching of the frozen prefix (docs/freezing.md, "Feature-map caching"); off by default."""
+
+    store: str = "none"
+    """none (the frozen prefix runs every step), memory or disk (memory-mapped under the run's checkpoint dir)."""
+    augment: str = "none"
+    """After caching: none (un-augmented maps), naive (flip/crop in map space) or similarity (channel rule)."""
+    compression: str = "none"
+    """Storage: none (fp32), fp16, int8 (per-channel scale) or progressive (fp16, int8 from int8_from)."""
+    int8_from: float = 0.5
+    """progressive: int8 once the frozen prefix holds this share of the freezable blocks (fp16 before)."""
+    budget_bytes: int = 4 * 2**30
+    """Largest cache allowed; a planned cache above it is refused before training (or see over_budget)."""
+    over_budget: str = "refuse"
+    """refuse (raise before training) or recompute (that epoch runs uncached; the reason is recorded)."""
+    views: int = 2
+    """similarity: augmented views cached per sample for the sensitive channels (K)."""
+    sensitive_fraction: float = 0.25
+    """similarity: share of the channels (most augmentation-sensitive first) cached per view."""
+    probe_samples: int = 64
+    """similarity: samples of the probe batch the channel sensitivity is measured on."""
+
+
+@dataclass
 class Config:
     profile: str = "paper"
     """Budget label: smoke, cpu or paper; results of different profiles are never mixed."""
@@ -176,6 +200,8 @@ class Config:
     freezing: MethodConfig = field(default_factory=lambda: MethodConfig(name="none"))
     sieving: MethodConfig = field(default_factory=lambda: MethodConfig(name="none"))
     run: RunConfig = field(default_factory=RunConfig)
+    feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
+    """Feature-map caching of the frozen prefix, composable with every freezing method (off by default)."""
 
 
 ConfigStore.instance().store(name="base_config", node=Config)
@@ -391,6 +417,7 @@ def validate(cfg: DictConfig) -> None:
         name = cfg[axis].name
         _check(name in registry, f"{axis}.name", f"one of {', '.join(registry.names())}", name)
     check_method_domains(cfg)  # every numeric method field, in the field the user typed (not a derived one)
+    check_feature_cache(cfg)
     _check(
         cfg.run.snapshot_every_epochs >= 0,
         "run.snapshot_every_epochs",
@@ -406,3 +433,25 @@ def validate(cfg: DictConfig) -> None:
                 "a non-empty folder name without '/'",
                 value,
             )
+
+
+def check_feature_cache(cfg: DictConfig) -> None:
+    """The ``feature_cache`` node (absent in configs written before it existed: off)."""
+    fc = cfg.get("feature_cache")
+    if fc is None:
+        return
+    for key, allowed in (
+        ("store", ("none", "memory", "disk")),
+        ("augment", ("none", "naive", "similarity")),
+        ("compression", ("none", "fp16", "int8", "progressive")),
+        ("over_budget", ("refuse", "recompute")),
+    ):
+        _check(fc[key] in allowed, f"feature_cache.{key}", f"one of {', '.join(allowed)}", fc[key])
+    _check(0 <= fc.int8_from <= 1, "feature_cache.int8_from", "a number in [0, 1]", fc.int8_from)
+    _check(fc.budget_bytes >= 0, "feature_cache.budget_bytes", "an integer >= 0", fc.budget_bytes)
+    _check(fc.views >= 1, "feature_cache.views", "an integer >= 1", fc.views)
+    frac = fc.sensitive_fraction
+    _check(0 < frac <= 1, "feature_cache.sensitive_fraction", "a number in (0, 1]", frac)
+    _check(fc.probe_samples >= 1, "feature_cache.probe_samples", "an integer >= 1", fc.probe_samples)
+    if fc.store != "none" and cfg.freezing.name == "none":
+        raise ConfigError("feature_cache.store: caches the frozen prefix's maps; expected none when freezing=none")

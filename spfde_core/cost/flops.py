@@ -226,3 +226,19 @@ def scoring_flops(profile: ModelProfile, active: Mapping[str, int] | None, passe
     forwards = int(passes.get("forward", 0)) + hvp
     backwards = int(passes.get("backward", 0)) + hvp
     return forwards * split.forward + backwards * split.backward
+
+
+def prefix_forward(
+    profile: ModelProfile, active: Mapping[str, int] | None, blocks: int, mode: str = "train"
+) -> tuple[int, int]:
+    """Per-sample forward work of blocks ``[0, blocks)``: (FLOPs, conv/linear MACs).
+
+    What a step on cached maps no longer does (``mode="train"``, as the step charged it) or what
+    building the cache costs (``mode="eval"``: frozen blocks run in eval mode).
+    """
+    flops = op_flops(profile, active, blocks, mode=mode)
+    macs = op_macs(profile, active, blocks)
+    inside = [op.block < blocks for op in profile.ops]
+    f = sum(s.forward for s, keep in zip(flops, inside, strict=True) if keep)
+    m = sum(s.forward for s, keep in zip(macs, inside, strict=True) if keep)
+    return f, m

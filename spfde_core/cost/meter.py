@@ -24,7 +24,14 @@ from typing import Any
 
 import torch
 
-from spfde_core.cost.flops import Split, dense_weight_grad_extra, sample_flops, sample_macs, scoring_flops
+from spfde_core.cost.flops import (
+    Split,
+    dense_weight_grad_extra,
+    prefix_forward,
+    sample_flops,
+    sample_macs,
+    scoring_flops,
+)
 from spfde_core.cost.layers import ModelProfile, profile_model
 from spfde_core.cost.memory import SPARSE_FORMAT, measured_peak, memory_model
 from spfde_core.data import get_dataset_info
@@ -56,6 +63,7 @@ _TOTAL_KEYS = (
     "memory_steps",
     "memory_sum",
     "dense_grad_every_step",
+    "overhead_feature_cache",
 )
 
 
@@ -159,12 +167,21 @@ class CostMeter:
         self._epoch = {"samples": 0, "train": 0, "overhead": 0}
 
     def on_batch_start(self, state: Any, batch: Any) -> None:
-        if not self._checked_shape:
+        # Feature cache (docs/freezing.md): a batch of cached maps skips the frozen prefix's forward;
+        # the passes that built the cache are charged once, at the first step reading it.
+        cache = getattr(state, "epoch_loader", None)
+        skip = getattr(cache, "start_block", 0)
+        if not self._checked_shape and not skip:
             self._checked_shape = True
             shape = tuple(batch.images.shape[1:])
             if self.profile is None or shape != self.profile.input_shape:
                 self._profile(state, shape)
-        self._current = self._costs(*self._live.read())
+        self._current = self._costs(*self._live.read(), skip)
+        for build in cache.pop_builds() if skip else ():
+            fwd, _ = prefix_forward(self.profile, self._current["active"], build["blocks"], mode="eval")
+            flops = build["samples"] * build["forwards"] * fwd
+            self.totals["overhead_feature_cache"] += flops
+            self._epoch["overhead"] = self._epoch.get("overhead", 0) + flops
         self._process_events(state)
 
     def after_step(self, state: Any, step: Any) -> None:
@@ -244,7 +261,7 @@ class CostMeter:
         t = self.totals
         steps = Split(t["fwd"], t["ig"], t["wg"])
         macs = Split(t["mac_fwd"], t["mac_ig"], t["mac_wg"], unit="MACs")
-        overheads = t["overhead_dense_weight_grad"] + t["overhead_scoring"]
+        overheads = t["overhead_dense_weight_grad"] + t["overhead_scoring"] + t["overhead_feature_cache"]
         total = steps.total + overheads
         baseline = t["baseline_flops"]
         dense_memory = memory_model(self.profile, None, 0, self.memory_batch_size)
@@ -264,6 +281,7 @@ class CostMeter:
                 "overheads": {
                     "dense_weight_grad": t["overhead_dense_weight_grad"],
                     "scoring_passes": t["overhead_scoring"],
+                    **({"feature_cache_build": t["overhead_feature_cache"]} if t["overhead_feature_cache"] else {}),
                     "total": overheads,
                 },
                 "total": total,
@@ -314,7 +332,7 @@ class CostMeter:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.totals = {k: int(v) for k, v in state["totals"].items()}
+        self.totals = dict.fromkeys(_TOTAL_KEYS, 0) | {k: int(v) for k, v in state["totals"].items()}
         self.num_train = state["num_train"]
         self.memory_min = state["memory_min"]
         self.memory_max = state["memory_max"]
@@ -332,9 +350,9 @@ class CostMeter:
         self._cache = {}
         self.dense_sample_flops = sample_flops(self.profile).total
 
-    def _costs(self, frozen: int, active: tuple[tuple[str, int], ...]) -> dict[str, Any]:
-        """Per-sample costs of the state (frozen prefix, active counts); cached."""
-        key = (frozen, active)
+    def _costs(self, frozen: int, active: tuple[tuple[str, int], ...], skip: int = 0) -> dict[str, Any]:
+        """Per-sample costs of the state (frozen prefix, active counts, leading blocks read from the feature cache)."""
+        key = (frozen, active, skip)
         cached = self._cache.get(key)
         if cached is None:
             counts = dict(active)
@@ -347,6 +365,12 @@ class CostMeter:
                 "eval": sample_flops(self.profile, counts, frozen, mode="eval").forward,
                 "memory": memory_model(self.profile, counts, frozen, self.memory_batch_size),
             }
+            if skip:  # no forward of the cached prefix: a saving of freezing (the cache is a freezing option)
+                fwd, mac = prefix_forward(self.profile, counts, skip)
+                f, m = cached["flops"], cached["macs"]
+                cached["flops"] = Split(f.forward - fwd, f.input_grad, f.weight_grad)
+                cached["macs"] = Split(m.forward - mac, m.input_grad, m.weight_grad, "MACs")
+                cached["frozen_dense"] -= prefix_forward(self.profile, None, skip)[0]
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = cached

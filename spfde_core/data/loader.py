@@ -148,18 +148,28 @@ class TensorLoader:
             raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
         return self._batches((rank, world_size))
 
-    def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
+    def epoch_draws(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """The current pass's (order, crop dy, crop dx, flip), CPU tensors in pass order; draws are None in eval mode.
+
+        The one place the pass's randomness is drawn: the feature cache (spfde_core/freezing/feature_cache.py)
+        reads it so cached batches follow the same order and augmentation draws.
+        """
         active = torch.arange(self._images.shape[0]) if self._active is None else self._active
         n = active.numel()
+        if not self.train:
+            return active, None, None, None
+        gen = epoch_generator(self.seed, self._epoch)
+        order = active[torch.randperm(n, generator=gen)]
+        dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+        flip = torch.rand(n, generator=gen) < 0.5
+        return order, dy, dx, flip
+
+    def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
+        order, dy, dx, flip = self.epoch_draws()
+        n = order.numel()
         if self.train:
-            gen = epoch_generator(self.seed, self._epoch)
-            order = active[torch.randperm(n, generator=gen)]
-            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
-            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
-            flip = torch.rand(n, generator=gen) < 0.5
             dy, dx, flip = (t.to(self.device) for t in (dy, dx, flip))
-        else:
-            order = active
         order = order.to(self.device)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):

@@ -53,13 +53,14 @@ class BlockModel(nn.Module):
         self.blocks = nn.ModuleList(module for _, module in blocks)
         self.num_frozen_blocks = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_block: int = 0) -> torch.Tensor:
+        """``start_block = s``: ``x`` is already the output of blocks ``[0, s)`` (the feature cache's maps)."""
         k = self.num_frozen_blocks
-        if k:
+        if k > start_block:
             with torch.no_grad():
-                for block in self.blocks[:k]:
+                for block in self.blocks[start_block:k]:
                     x = block(x)
-        for block in self.blocks[k:]:
+        for block in self.blocks[max(k, start_block) :]:
             x = block(x)
         return x
 

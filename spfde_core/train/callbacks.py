@@ -82,6 +82,9 @@ class TrainState:
     occurs, e.g. ``{"kind": "dense_weight_grad", "epoch": e, "step": s, "layers": [...]}`` (RigL's
     dense gradient at update steps) or ``{"kind": "scoring_pass", "epoch": e, "samples": n,
     "passes": {"forward": 1, "backward": 1}}`` (SNIP/GraSP, sieving scores). Checkpointed."""
+    epoch_loader: Any = None
+    """Replaces ``train_loader`` for this epoch's training pass only, or None: the feature cache's loader of
+    cached frozen-prefix maps (its batches start at block ``start_block``). Set at epoch start, not checkpointed."""
 
 
 class Callback(Protocol):

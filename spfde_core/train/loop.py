@@ -31,7 +31,9 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
     gathered global ``StepOutput`` (spfde_core/distributed/step.py), identical on every rank.
     """
     cfg = state.cfg
-    loader, max_batches = state.train_loader, cfg.train.max_batches_per_epoch
+    loader = state.train_loader if state.epoch_loader is None else state.epoch_loader  # feature cache
+    max_batches = cfg.train.max_batches_per_epoch
+    start_block = getattr(loader, "start_block", 0)  # cached maps enter the model behind the frozen prefix
     num_batches = min(len(loader), max_batches) if max_batches else len(loader)
     state.model.train()
     # Sums stay on the device; one host sync per epoch instead of one per batch.
@@ -47,7 +49,7 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
         apply_schedules(state.optimizer, state.schedules, t)
         callbacks.on_batch_start(state, batch)
         with autocast(state):
-            logits = forward(batch.images)
+            logits = forward(batch.images, start_block=start_block) if start_block else forward(batch.images)
         logits = logits.float()
         losses = F.cross_entropy(logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ from spfde_core import distributed, provenance, records
 from spfde_core.config import ConfigError, config_hash, non_default_values, validate
 from spfde_core.cost import CostMeter
 from spfde_core.freezing import FREEZING_METHODS
+from spfde_core.freezing.feature_cache import feature_cache_callbacks
 from spfde_core.ops.fused_update import FusedUpdateUnavailable
 from spfde_core.ops.sparse_layers import SparseKernelUnavailable, attach_sparse_kernels
 from spfde_core.sieving import SIEVING_METHODS
@@ -142,6 +143,8 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
         methods += attach_sparse_kernels(methods, cfg, device)
     except SparseKernelUnavailable as err:
         raise ConfigError(str(err)) from None
+    # Feature-map caching of the frozen prefix (docs/freezing.md): after every method's epoch-start hook.
+    methods += feature_cache_callbacks(cfg, state, methods, paths.work_dir, dist_ctx)
     checkpointer = Checkpointer(paths.checkpoint, chash)
     callbacks = CallbackList(
         [

@@ -1,0 +1,559 @@
+"""Feature-map caching of the frozen prefix ("Rethinking the Potential of Layer Freezing"-style, arXiv 2508.15033).
+
+With ``feature_cache.store=memory|disk`` and any freezing method, the output of the frozen prefix
+(blocks ``[0, k)``) for the active training samples is computed once when ``k`` changes and stored;
+training batches then read the stored maps by sample index and enter the model at block ``k``
+(``BlockModel.forward(x, start_block=k)``), so the prefix's forward disappears from every step (the
+cost meter charges the building passes instead). No code of the paper is public and its rules are
+given at abstract level only: every rule here is our choice, listed in ``CHOICES`` and in the
+record's ``feature_cache`` block (docs/freezing.md, "Feature-map caching").
+
+Augmentation after caching (``feature_cache.augment``):
+
+- ``none``: the maps of the un-augmented images; batches follow the loader's order, no augmentation.
+- ``naive``: the loader's own per-sample flip and crop draws applied in map space (crop offsets
+  and padding scaled by map size / image size, zero padding, flip of the width axis).
+- ``similarity``: on a probe batch, each channel's sensitivity = 1 - mean cosine similarity between
+  the maps of augmented images and the map-space-transformed maps of the un-augmented ones; the
+  ``sensitive_fraction`` most sensitive channels are cached for ``views`` augmented views per sample
+  (view parameters drawn once per sample), the rest once, un-augmented. Each epoch a sample draws one
+  view; its insensitive channels get that view's transform in map space.
+
+Storage (``feature_cache.compression``): fp32, fp16, int8 with a per-channel scale (max |x| / 127
+over the cached rows), or progressive (fp16 until the frozen prefix holds ``int8_from`` of the
+freezable blocks, int8 from then on: deeper caches are stored at a higher compression rate).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from spfde_core.config import ConfigError
+from spfde_core.data.sampling import epoch_generator
+from spfde_core.data.types import Batch
+
+BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
+_VIEW_STREAM = 1 << 31  # epoch-generator "epochs" of the cache's own draws: disjoint from the loader's
+_PROBE_STREAM = (1 << 31) + (1 << 30)
+_PICK_STREAM = (1 << 31) + (1 << 29)
+
+CHOICES = {
+    "label": "Rethinking-the-Potential-of-Layer-Freezing-style (arXiv 2508.15033); no code public, rules ours",
+    "when_built": "at the start of an epoch whose frozen prefix k differs from the previous epoch's (or "
+    "after a resume); kept while k is unchanged (the prefix was frozen all along, so its maps cannot change)",
+    "bn": "frozen blocks run in eval mode (BlockModel.train), so the maps are built in eval mode: exactly "
+    "what the uncached step computes",
+    "build_input": "the raw images (not the previous, shallower cache): no compounding of lossy storage",
+    "sieving": "only the active samples are cached; samples becoming active with k unchanged are computed "
+    "at that epoch's start and added, inactive ones dropped (rows = active set size)",
+    "resume": "the cache is not checkpointed: rebuilt deterministically at the first epoch after a resume; "
+    "that rebuild is not charged again (the uninterrupted run paid for it once)",
+    "cost": "steps on cached maps are charged without the prefix's forward (a freezing saving); the building "
+    "passes (eval-mode prefix forwards, 1 + views for similarity) as overhead feature_cache_build",
+    "naive_map_transform": "crop offset and padding scaled by map/image size and rounded; zero padding in map "
+    "space; flip = flip of the map's width axis",
+    "similarity_sensitivity": "1 - mean over probe samples of the cosine similarity of a channel's map of the "
+    "augmented image and the map-space transform of its un-augmented map",
+    "int8": "symmetric, per-channel scale = max |x| / 127 over the rows cached at the build; rows added "
+    "later are clamped to that range",
+    "progressive_rule": "fp16 while k / (blocks - 1) < int8_from, int8 from then on",
+    "budget": "planned bytes (full training set, every epoch of a prefix-freezing plan) checked before "
+    "training; refuse, or recompute (uncached) epochs whose cache would not fit",
+    "distributed": "not supported (refused)",
+}
+
+
+def storage_dtype(fc: DictConfig, k: int, num_blocks: int) -> str:
+    if fc.compression == "none":
+        return "fp32"
+    if fc.compression != "progressive":
+        return str(fc.compression)
+    return "fp16" if k / max(num_blocks - 1, 1) < fc.int8_from else "int8"
+
+
+def map_transform(maps: torch.Tensor, image_size: int, pad: int, dy: Any, dx: Any, flip: Any) -> torch.Tensor:
+    """Pixel-space crop (offsets ``dy, dx`` in ``[0, 2 pad]``) and flip, applied to (B, C, h, w) maps."""
+    b, c, h, w = maps.shape
+    scale = h / image_size
+    p = round(pad * scale)
+    dy = torch.clamp(torch.round(dy.to(maps.device).float() * scale).long(), 0, 2 * p)
+    dx = torch.clamp(torch.round(dx.to(maps.device).float() * scale).long(), 0, 2 * p)
+    flip = flip.to(maps.device)
+    padded = F.pad(maps, (p, p, p, p)) if p else maps
+    ar_h = torch.arange(h, device=maps.device)
+    ar_w = torch.arange(w, device=maps.device)
+    rows = dy[:, None] + ar_h
+    cols = dx[:, None] + torch.where(flip[:, None], ar_w.flip(0), ar_w)
+    bi = torch.arange(b, device=maps.device)[:, None, None, None]
+    ci = torch.arange(c, device=maps.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class Store:
+    """Rows of (C, h, w) maps in fp32/fp16/int8 (per-channel scale), in memory or memory-mapped on disk."""
+
+    def __init__(self, rows: int, shape: tuple[int, ...], dtype: str, path: Path | None, scale: torch.Tensor | None):
+        self.dtype, self.shape, self.path = dtype, tuple(shape), path
+        self.scale = scale  # int8: per channel (C,), float32
+        if path is None:
+            self.data = torch.zeros((rows, *shape), dtype=TORCH_DTYPE[dtype])
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np_dtype = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}[dtype]
+            self.memmap = np.memmap(path, dtype=np_dtype, mode="w+", shape=(max(rows, 1), *shape))
+            self.data = torch.from_numpy(self.memmap)[:rows]
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * BYTES[self.dtype] + (0 if self.scale is None else self.scale.numel() * 4)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().cpu()
+        if self.dtype == "int8":
+            view = self.scale.view(1, -1, *([1] * (x.ndim - 2)))
+            return torch.clamp(torch.round(x / view), -127, 127).to(torch.int8)
+        return x.to(TORCH_DTYPE[self.dtype])
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dtype == "int8":
+            return x.float() * self.scale.view(1, -1, *([1] * (x.ndim - 2)))
+        return x.float()
+
+    def write(self, rows: slice | torch.Tensor, x: torch.Tensor) -> None:
+        self.data[rows] = self.encode(x)
+
+    def read(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.data[rows])
+
+    def close(self) -> None:
+        self.data = None
+        if self.path is not None:
+            del self.memmap
+            self.path.unlink(missing_ok=True)
+
+
+def int8_scale(maps: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    dims = [d for d in range(maps.ndim) if d != channel_dim]
+    return (maps.abs().amax(dim=dims).float() / 127).clamp_min(1e-12)
+
+
+class FeatureCache:
+    """The callback: builds/updates the cache at epoch start and installs ``state.epoch_loader``."""
+
+    def __init__(self, fc: DictConfig, state: Any, methods: list[Any], cache_dir: Path) -> None:
+        self.fc, self.cache_dir = fc, cache_dir
+        self.plans = [m.frozen for m in methods if callable(getattr(m, "frozen", None))]
+        self.num_blocks = len(state.model.blocks)
+        self.k = 0  # blocks the cache holds maps after; 0 = no cache
+        self.last_k = None  # the frozen prefix at the previous epoch start (checkpointed)
+        self.rows: dict[int, int] = {}  # sample index -> row
+        self.base: Store | None = None  # (rows, C_rest, h, w)
+        self.views: Store | None = None  # (rows * K, C_sens, h, w)
+        self.view_params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (N, K) each
+        self.sensitive: list[int] = []
+        self.sensitivity: list[float] = []
+        self.builds: list[dict[str, Any]] = []
+        self.fallbacks: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []
+        self.resumed = False
+        self.saved_rows: list[int] = []
+        if not hasattr(state.train_loader, "epoch_draws"):
+            raise ConfigError("feature_cache.store: needs the in-memory loader (TensorLoader); this dataset streams")
+        self.image_size = int(state.train_loader._images.shape[-1])
+        self.planned = self._planned_bytes(state)  # refuses an over-budget plan before any training
+
+    # ---- hooks -----------------------------------------------------------------------------------
+    def on_epoch_start(self, state: Any) -> None:
+        state.epoch_loader = None
+        resuming, self.resumed = self.resumed, False
+        k = int(state.model.num_frozen_blocks)
+        changed = k != self.last_k
+        self.last_k = k
+        if k == 0:
+            self._drop()
+            return
+        need = self._bytes(state, k, int(state.train_loader.num_samples))
+        if need > self.fc.budget_bytes:
+            self._drop()
+            self.fallbacks.append(
+                {
+                    "epoch": state.epoch,
+                    "frozen_blocks": k,
+                    "bytes_needed": need,
+                    "reason": f"over feature_cache.budget_bytes={self.fc.budget_bytes}: recomputed",
+                }
+            )
+            if self.fc.over_budget == "refuse":
+                raise ConfigError(self._over_budget_message(need, k, state.epoch))
+            return
+        if changed or (self.base is None and not resuming):
+            self._build(state, k)
+        elif self.base is None:  # resumed with k unchanged: the uninterrupted run held this cache already
+            before = self.saved_rows
+            self._build(state, k, charge=False)
+            self._charge_active_change(state, before)
+        else:
+            self._update_active(state)
+        state.epoch_loader = CachedLoader(self, state)
+
+    def on_epoch_end(self, state: Any) -> None:
+        state.epoch_loader = None
+
+    def on_train_end(self, state: Any) -> None:
+        self._drop()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def pop_builds(self) -> list[dict[str, Any]]:
+        """Building passes not yet charged (the cost meter takes them at the first cached step)."""
+        out, self.pending = self.pending, []
+        return out
+
+    def record(self, state: Any, run_dir: Any) -> dict[str, Any]:
+        return {
+            "feature_cache": {
+                "config": OmegaConf.to_container(self.fc, resolve=True),
+                "choices": CHOICES,
+                "planned": self.planned,
+                "builds": self.builds,
+                "fallbacks": self.fallbacks,
+                "max_bytes": max((b["bytes"] for b in self.builds), default=0),
+            }
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_k": self.last_k, "builds": self.builds, "fallbacks": self.fallbacks, "rows": [*self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_k, self.builds, self.fallbacks = state["last_k"], list(state["builds"]), list(state["fallbacks"])
+        self.saved_rows = [int(i) for i in state["rows"]]
+        self.resumed = True
+
+    # ---- sizes -----------------------------------------------------------------------------------
+    def _map_shape(self, state: Any, k: int) -> tuple[int, int, int]:
+        x = torch.zeros(1, 3, self.image_size, self.image_size, device=state.device)
+        was = state.model.training
+        state.model.eval()
+        with torch.no_grad():
+            for block in state.model.blocks[:k]:
+                x = block(x)
+        state.model.train(was)
+        return tuple(x.shape[1:])
+
+    def _channels(self, c: int) -> tuple[int, int]:
+        """(channels stored once, channels stored per view)."""
+        if self.fc.augment != "similarity":
+            return c, 0
+        s = max(1, math.ceil(self.fc.sensitive_fraction * c))
+        return c - s, s
+
+    def _bytes(self, state: Any, k: int, rows: int) -> int:
+        c, h, w = self._map_shape(state, k)
+        rest, sens = self._channels(c)
+        per = BYTES[storage_dtype(self.fc, k, self.num_blocks)]
+        return rows * (rest + sens * int(self.fc.views)) * h * w * per
+
+    def _planned_bytes(self, state: Any) -> dict[str, Any]:
+        """Worst planned cache over the run (full training set), from prefix-freezing plans; refuse early."""
+        if not self.plans:
+            return {"known": False, "reason": "the freezing method decides online; checked at each build"}
+        n = int(state.train_loader.dataset_size)
+        ks = sorted({int(self.plans[0](e)) for e in range(state.cfg.train.epochs)} - {0})
+        sizes = {k: self._bytes(state, k, n) for k in ks}
+        worst = max(sizes.values(), default=0)
+        if worst > self.fc.budget_bytes and self.fc.over_budget == "refuse":
+            k = max(sizes, key=sizes.get)
+            raise ConfigError(self._over_budget_message(worst, k, None))
+        return {"known": True, "bytes_by_frozen_blocks": sizes, "max_bytes": worst, "samples": n}
+
+    def _over_budget_message(self, need: int, k: int, epoch: int | None) -> str:
+        when = f"at epoch {epoch}" if epoch is not None else "in the freezing plan"
+        return (
+            f"feature_cache.budget_bytes: the cache of the first {k} blocks needs {need} bytes {when} "
+            f"(storage {storage_dtype(self.fc, k, self.num_blocks)}), over the budget of {self.fc.budget_bytes}; "
+            "raise feature_cache.budget_bytes, choose feature_cache.compression=int8 or progressive, or "
+            "feature_cache.over_budget=recompute"
+        )
+
+    # ---- building --------------------------------------------------------------------------------
+    def _prefix(self, state: Any, k: int, images: torch.Tensor) -> torch.Tensor:
+        from spfde_core.train.loop import autocast
+
+        x = images.float().mul_(state.train_loader._scale).add_(state.train_loader._shift)
+        if state.train_loader.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(state):
+            for block in state.model.blocks[:k]:
+                x = block(x)
+        return x.float().contiguous()
+
+    def _compute(self, state: Any, k: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(un-augmented maps of the rest channels (n, C_rest, h, w), views of the sensitive ones (n, K, S, h, w))."""
+        loader = state.train_loader
+        base, views, bs = [], [], max(int(state.cfg.train.eval_batch_size), 1)
+        for start in range(0, idx.numel(), bs):
+            part = idx[start : start + bs].to(loader.device)
+            raw = loader._images[part]
+            maps = self._prefix(state, k, raw).cpu()
+            base.append(maps[:, self.rest] if self.sensitive else maps)
+            if self.sensitive:
+                dy, dx, flip = (p[idx[start : start + bs]] for p in self.view_params)
+                vs = []
+                for v in range(int(self.fc.views)):
+                    aug = loader._augment(
+                        raw, dy[:, v].to(loader.device), dx[:, v].to(loader.device), flip[:, v].to(loader.device)
+                    )
+                    vs.append(self._prefix(state, k, aug).cpu()[:, self.sensitive])
+                views.append(torch.stack(vs, 1))
+        return torch.cat(base), (torch.cat(views) if self.sensitive else None)
+
+    def _measure_sensitivity(self, state: Any, k: int, active: torch.Tensor) -> None:
+        loader, c = state.train_loader, self._map_shape(state, k)[0]
+        rest, s = self._channels(c)
+        if not s:
+            self.sensitive, self.rest, self.sensitivity = [], list(range(c)), []
+            return
+        probe = active[: int(self.fc.probe_samples)]
+        gen = epoch_generator(state.cfg.run.seed, _PROBE_STREAM + k)
+        n = probe.numel()
+        dy = torch.randint(0, 2 * loader.pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * loader.pad + 1, (n,), generator=gen)
+        flip = torch.rand(n, generator=gen) < 0.5
+        raw = loader._images[probe.to(loader.device)]
+        dev = loader.device
+        aug = self._prefix(state, k, loader._augment(raw, dy.to(dev), dx.to(dev), flip.to(dev)))
+        moved = map_transform(self._prefix(state, k, raw), self.image_size, loader.pad, dy, dx, flip)
+        cos = F.cosine_similarity(aug.flatten(2), moved.flatten(2), dim=2, eps=1e-8)  # (n, C)
+        sens = (1 - cos.mean(0)).cpu()
+        order = torch.argsort(sens, descending=True, stable=True)
+        self.sensitive = sorted(order[:s].tolist())
+        self.rest = sorted(order[s:].tolist())
+        self.sensitivity = [round(float(v), 6) for v in sens]
+
+    def _build(self, state: Any, k: int, charge: bool = True) -> None:
+        self._drop()
+        loader = state.train_loader
+        active, _, _, _ = _active_sorted(loader)
+        n_all = int(loader.dataset_size)
+        if self.fc.augment == "similarity":
+            gen = epoch_generator(state.cfg.run.seed, _VIEW_STREAM + k)
+            kv = int(self.fc.views)
+            self.view_params = (
+                torch.randint(0, 2 * loader.pad + 1, (n_all, kv), generator=gen),
+                torch.randint(0, 2 * loader.pad + 1, (n_all, kv), generator=gen),
+                torch.rand(n_all, kv, generator=gen) < 0.5,
+            )
+        self._measure_sensitivity(state, k, active)
+        base, views = self._compute(state, k, active)
+        dtype = storage_dtype(self.fc, k, self.num_blocks)
+        disk = self.fc.store == "disk"
+        self.base = Store(
+            len(active),
+            base.shape[1:],
+            dtype,
+            self._path("base", k) if disk else None,
+            int8_scale(base) if dtype == "int8" else None,
+        )
+        self.base.write(slice(None), base)
+        if views is not None:
+            flat = views.flatten(0, 1)
+            self.views = Store(
+                flat.shape[0],
+                flat.shape[1:],
+                dtype,
+                self._path("views", k) if disk else None,
+                int8_scale(flat) if dtype == "int8" else None,
+            )
+            self.views.write(slice(None), flat)
+        self.rows = {int(i): r for r, i in enumerate(active.tolist())}
+        self.k = k
+        forwards = 1 + (int(self.fc.views) if self.sensitive else 0)
+        if charge:
+            self.pending.append({"blocks": k, "samples": len(active), "forwards": forwards})
+            self.builds.append(self._build_entry(state, k, len(active), dtype, forwards, "built"))
+
+    def _charge_active_change(self, state: Any, before: list[int]) -> None:
+        """After a resume rebuild: charge and record what the uninterrupted run's update would have."""
+        if before == [*self.rows]:
+            return
+        new = len(set(self.rows) - set(before))
+        forwards = 1 + (int(self.fc.views) if self.sensitive else 0)
+        if new:
+            self.pending.append({"blocks": self.k, "samples": new, "forwards": forwards})
+        entry = self._build_entry(state, self.k, new, self.base.dtype, forwards, "active set changed")
+        entry["dropped"] = len(set(before) - set(self.rows))
+        self.builds.append(entry)
+
+    def _build_entry(self, state: Any, k: int, samples: int, dtype: str, forwards: int, what: str) -> dict[str, Any]:
+        c_rest = self.base.shape[0]
+        c_sens = len(self.sensitive)
+        return {
+            "epoch": state.epoch,
+            "what": what,
+            "frozen_blocks": k,
+            "samples": samples,
+            "rows": len(self.rows),
+            "map_shape": [c_rest + c_sens, *self.base.shape[1:]],
+            "storage": dtype,
+            "store": str(self.fc.store),
+            "augment": str(self.fc.augment),
+            "channels_cached_once": c_rest,
+            "channels_cached_per_view": c_sens,
+            "views": int(self.fc.views) if c_sens else 0,
+            "sensitive_channels": self.sensitive,
+            "channel_sensitivity": self.sensitivity,
+            "prefix_forwards_per_sample": forwards,
+            "bytes": self.nbytes,
+        }
+
+    @property
+    def nbytes(self) -> int:
+        return (self.base.nbytes if self.base else 0) + (self.views.nbytes if self.views else 0)
+
+    def _update_active(self, state: Any) -> None:
+        """Same prefix, changed active set (sieving): compute the new samples, drop the inactive ones."""
+        active, _, _, _ = _active_sorted(state.train_loader)
+        if [*self.rows] == active.tolist():
+            return
+        new = torch.tensor([i for i in active.tolist() if i not in self.rows], dtype=torch.long)
+        kept = [i for i in active.tolist() if i in self.rows]
+        base_new, views_new = self._compute(state, self.k, new) if new.numel() else (None, None)
+        old_base, old_views, old_rows = self.base, self.views, self.rows
+        kv = int(self.fc.views)
+        disk = self.fc.store == "disk"
+        n = active.numel()
+        dtype = old_base.dtype
+        tag = state.epoch
+        self.base = Store(
+            n, old_base.shape, dtype, self._path(f"base-e{tag}", self.k) if disk else None, old_base.scale
+        )
+        if old_views is not None:
+            self.views = Store(
+                n * kv, old_views.shape, dtype, self._path(f"views-e{tag}", self.k) if disk else None, old_views.scale
+            )
+        self.rows = {int(i): r for r, i in enumerate(active.tolist())}
+        if kept:
+            src = torch.tensor([old_rows[i] for i in kept])
+            dst = torch.tensor([self.rows[i] for i in kept])
+            self.base.data[dst] = old_base.data[src]
+            if old_views is not None:
+                vsrc = (src[:, None] * kv + torch.arange(kv)).flatten()
+                vdst = (dst[:, None] * kv + torch.arange(kv)).flatten()
+                self.views.data[vdst] = old_views.data[vsrc]
+        if new.numel():
+            dst = torch.tensor([self.rows[int(i)] for i in new.tolist()])
+            self.base.write(dst, base_new)
+            if views_new is not None:
+                self.views.write((dst[:, None] * kv + torch.arange(kv)).flatten(), views_new.flatten(0, 1))
+        old_base.close()
+        if old_views is not None:
+            old_views.close()
+        forwards = 1 + (kv if self.sensitive else 0)
+        if new.numel():
+            self.pending.append({"blocks": self.k, "samples": int(new.numel()), "forwards": forwards})
+        entry = self._build_entry(state, self.k, int(new.numel()), dtype, forwards, "active set changed")
+        entry["dropped"] = len(old_rows) - len(kept)
+        self.builds.append(entry)
+
+    def _path(self, what: str, k: int) -> Path:
+        return self.cache_dir / f"k{k}-{what}.bin"
+
+    def _drop(self) -> None:
+        for store in (self.base, self.views):
+            if store is not None:
+                store.close()
+        self.base = self.views = None
+        self.rows, self.k = {}, 0
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def batch_maps(self, state: Any, idx: torch.Tensor, draws: tuple, epoch_pick: torch.Tensor | None) -> torch.Tensor:
+        rows = torch.tensor([self.rows[int(i)] for i in idx.tolist()], dtype=torch.long)
+        maps = self.base.read(rows)
+        loader = state.train_loader
+        aug = self.fc.augment
+        if aug == "naive":
+            maps = map_transform(maps, self.image_size, loader.pad, *draws)
+        elif aug == "similarity" and self.sensitive:
+            kv = int(self.fc.views)
+            dy, dx, flip = (p[idx, epoch_pick] for p in self.view_params)
+            rest = map_transform(maps, self.image_size, loader.pad, dy, dx, flip)
+            sens = self.views.read(rows * kv + epoch_pick)
+            out = torch.empty((len(rows), rest.shape[1] + sens.shape[1], *rest.shape[2:]))
+            out[:, self.rest] = rest
+            out[:, self.sensitive] = sens
+            maps = out
+        maps = maps.to(state.device)
+        if loader.channels_last:
+            maps = maps.contiguous(memory_format=torch.channels_last)
+        return maps
+
+
+def _active_sorted(loader: Any) -> tuple[torch.Tensor, None, None, None]:
+    active = loader._active
+    return (torch.arange(loader.dataset_size) if active is None else active), None, None, None
+
+
+class CachedLoader:
+    """One epoch's training pass over cached maps: the loader's order and draws, batches from the cache."""
+
+    def __init__(self, cache: FeatureCache, state: Any) -> None:
+        self.cache, self.state, self.loader = cache, state, state.train_loader
+        self.start_block = cache.k
+        self.num_classes = self.loader.num_classes
+        self.batch_size = self.loader.batch_size
+
+    @property
+    def dataset_size(self) -> int:
+        return self.loader.dataset_size
+
+    @property
+    def num_samples(self) -> int:
+        return self.loader.num_samples
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def pop_builds(self) -> list[dict[str, Any]]:
+        """Building passes not yet charged (read by the cost meter)."""
+        return self.cache.pop_builds()
+
+    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
+        raise ConfigError("feature_cache.store: not supported with distributed training yet")
+
+    def __iter__(self) -> Iterator[Batch]:
+        loader = self.loader
+        order, dy, dx, flip = loader.epoch_draws()
+        n = order.numel()
+        pick = None
+        if self.cache.sensitive:
+            gen = epoch_generator(self.state.cfg.run.seed, _PICK_STREAM + self.state.epoch)
+            pick = torch.randint(0, int(self.cache.fc.views), (n,), generator=gen)
+        stop = (n // loader.batch_size) * loader.batch_size if loader.drop_last else n
+        for start in range(0, stop, loader.batch_size):
+            end = min(start + loader.batch_size, stop)
+            idx = order[start:end]
+            draws = (dy[start:end], dx[start:end], flip[start:end])
+            maps = self.cache.batch_maps(self.state, idx, draws, None if pick is None else pick[start:end])
+            dev_idx = idx.to(loader.device)
+            yield Batch(images=maps, labels=loader._labels[dev_idx], indices=dev_idx)
+
+
+def feature_cache_callbacks(cfg: DictConfig, state: Any, methods: list[Any], work_dir: Path, dist: Any) -> list:
+    """The feature-cache callback when ``feature_cache.store`` is not none (run after the method callbacks)."""
+    fc = cfg.get("feature_cache")
+    if fc is None or fc.store == "none":
+        return []
+    if dist is not None:
+        raise ConfigError("feature_cache.store: not supported with distributed training yet; expected none")
+    if not hasattr(state.model, "blocks"):
+        raise ConfigError("feature_cache.store: the model exposes no blocks")
+    return [FeatureCache(fc, state, methods, Path(work_dir) / "feature_cache")]

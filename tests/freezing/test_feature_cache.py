@@ -1,0 +1,146 @@
+"""Feature-map caching of the frozen prefix (spfde_core/freezing/feature_cache.py, docs/freezing.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spfde_core.cli import load_config
+from spfde_core.config import ConfigError, config_hash
+from spfde_core.cost.flops import prefix_forward
+from spfde_core.cost.layers import profile_model
+from spfde_core.data.loader import TensorLoader
+from spfde_core.freezing.feature_cache import Store, int8_scale
+from spfde_core.train.build import build_model_for
+from spfde_core.train.run import run_training
+
+pytestmark = pytest.mark.smoke
+
+FREEZE = [
+    "freezing=spfde_progressive",
+    "freezing.interval_epochs=1",
+    "freezing.target_reduction=0.05",
+    "train.epochs=4",
+    "train.max_batches_per_epoch=2",
+    "train.precision=fp32",
+]
+
+
+def _cfg(smoke_overrides, *extra, row="r"):
+    return load_config([*smoke_overrides, *FREEZE, f"run.row={row}", *extra])
+
+
+def test_cached_training_equals_uncached_without_augmentation(smoke_overrides, monkeypatch) -> None:
+    # Uncached reference with the loader's augmentation off: the cache (augment=none) stores un-augmented maps.
+    monkeypatch.setattr(TensorLoader, "_augment", lambda self, x, dy, dx, flip: x)
+    plain = run_training(_cfg(smoke_overrides, row="plain"))
+    cached = run_training(_cfg(smoke_overrides, "feature_cache.store=memory", row="cached"))
+    frozen = plain["freezing"]["frozen_blocks_per_epoch"]
+    assert frozen == cached["freezing"]["frozen_blocks_per_epoch"] and max(frozen) >= 1
+    assert cached["results"]["final_test_loss"] == pytest.approx(plain["results"]["final_test_loss"], rel=1e-4)
+    assert cached["results"]["final_top1"] == plain["results"]["final_top1"]
+
+    # The prefix's forward is gone from the steps, exactly; the building passes are charged once as overhead.
+    cfg = _cfg(smoke_overrides, "train.channels_last=false")
+    profile = profile_model(build_model_for(cfg, 10, torch.device("cpu")), (3, 32, 32))
+    samples = 2 * cfg.train.batch_size
+    gone = sum(samples * prefix_forward(profile, None, k)[0] for k in frozen)
+    p, c = plain["cost"]["training_flops"], cached["cost"]["training_flops"]
+    assert p["steps"]["forward"] - c["steps"]["forward"] == gone
+    assert c["savings"]["freezing"] - p["savings"]["freezing"] == gone
+    builds = cached["feature_cache"]["builds"]
+    assert [b["frozen_blocks"] for b in builds] == sorted({k for k in frozen if k})
+    charged = sum(b["samples"] * prefix_forward(profile, None, b["frozen_blocks"], mode="eval")[0] for b in builds)
+    assert c["overheads"]["feature_cache_build"] == charged
+    assert all(b["bytes"] == b["samples"] * 4 * torch.Size(b["map_shape"]).numel() for b in builds)
+
+
+def test_cache_holds_the_active_set_under_sieving(smoke_overrides) -> None:
+    seen = []
+
+    class Probe:
+        def on_batch_start(self, state, batch) -> None:
+            cache = state.epoch_loader
+            if cache is not None and not seen or (seen and seen[-1][0] != state.epoch):
+                rows = len(cache.cache.rows) if cache is not None else None
+                seen.append((state.epoch, rows, state.train_loader.num_samples))
+
+    cfg = _cfg(
+        smoke_overrides,
+        "sieving=random_redraw",
+        "sieving.redraw_every_epochs=1",
+        "feature_cache.store=disk",
+        "feature_cache.augment=naive",
+    )
+    record = run_training(cfg, extra_callbacks=[Probe()])
+    cached = [(rows, n) for _, rows, n in seen if rows is not None]
+    assert cached and all(rows == n < 512 for rows, n in cached)
+    assert any(b["what"] == "active set changed" for b in record["feature_cache"]["builds"])
+    assert not list((cfg.run.checkpoint_dir and __import__("pathlib").Path(cfg.run.checkpoint_dir)).rglob("*.bin"))
+
+
+def test_int8_round_trip_error_is_bounded() -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.randn(16, 8, 4, 4, generator=gen).relu() * torch.linspace(0.1, 10, 8).view(1, 8, 1, 1)
+    scale = int8_scale(maps)
+    store = Store(16, maps.shape[1:], "int8", None, scale)
+    store.write(slice(None), maps)
+    err = (store.read(torch.arange(16)) - maps).abs()
+    assert (err <= scale.view(1, 8, 1, 1) / 2 + 1e-6).all()
+    assert store.nbytes == maps.numel() + 8 * 4  # one byte per value, one fp32 scale per channel
+
+
+def test_over_budget_is_refused_up_front_or_recomputed(smoke_overrides) -> None:
+    with pytest.raises(ConfigError, match="feature_cache.budget_bytes: the cache of the first"):
+        run_training(_cfg(smoke_overrides, "feature_cache.store=memory", "feature_cache.budget_bytes=1000"))
+    record = run_training(
+        _cfg(
+            smoke_overrides,
+            "feature_cache.store=memory",
+            "feature_cache.budget_bytes=1000",
+            "feature_cache.over_budget=recompute",
+            "train.epochs=3",
+            "freezing.target_reduction=0.03",
+            row="fallback",
+        )
+    )
+    assert record["feature_cache"]["builds"] == [] and record["feature_cache"]["fallbacks"]
+
+
+def test_config_hash_unchanged_when_off(smoke_overrides) -> None:
+    cfg = _cfg(smoke_overrides)
+    assert config_hash(cfg) == config_hash(_cfg(smoke_overrides, "feature_cache.store=none"))
+    assert config_hash(cfg) != config_hash(_cfg(smoke_overrides, "feature_cache.store=memory"))
+    with pytest.raises(ConfigError, match="feature_cache.augment"):
+        run_training(_cfg(smoke_overrides, "feature_cache.store=memory", "feature_cache.augment=mixup"))
+
+
+class Kill(Exception):
+    pass
+
+
+class KillInEpoch:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_batch_start(self, state, batch) -> None:
+        if state.epoch == self.epoch:
+            raise Kill
+
+
+@pytest.mark.parametrize("augment", ["similarity"])
+def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path, augment) -> None:
+    extra = ["feature_cache.store=disk", f"feature_cache.augment={augment}", "feature_cache.compression=progressive"]
+    whole = run_training(
+        _cfg(smoke_overrides, *extra, f"run.results_dir={tmp_path / 'w'}", f"run.checkpoint_dir={tmp_path / 'wc'}")
+    )
+    cfg = _cfg(smoke_overrides, *extra)
+    with pytest.raises(Kill):
+        run_training(cfg, extra_callbacks=[KillInEpoch(3)])  # the cache of epoch 2's prefix is lost
+    resumed = run_training(cfg)
+    assert resumed["run"]["resumed_from_epoch"] == [3]
+    assert resumed["results"] == whole["results"]
+    assert resumed["cost"]["training_flops"] == whole["cost"]["training_flops"]
+    assert resumed["feature_cache"]["builds"] == whole["feature_cache"]["builds"]
+    storages = {b["storage"] for b in whole["feature_cache"]["builds"]}
+    assert storages <= {"fp16", "int8"} and whole["feature_cache"]["builds"][0]["channels_cached_per_view"] >= 1
