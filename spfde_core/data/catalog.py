@@ -71,6 +71,23 @@ DATASETS: dict[str, DatasetInfo] = {
 DATASET_NAMES: tuple[str, ...] = tuple(sorted(DATASETS))
 
 
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset (e.g. from an ``spfde.datasets`` plugin, spfde_core/plugins.py): ``data=<name>`` selects it.
+
+    It is prepared like the built-in ones from an ImageFolder tree or a Hugging Face dataset
+    (``spfde data prepare <name> data.source=imagefolder data.path=...``), checked against ``info``.
+    """
+    global DATASET_NAMES
+    from hydra.core.config_store import ConfigStore
+
+    if info.name in DATASETS and DATASETS[info.name] != info:
+        raise ValueError(f"dataset {info.name!r} is already registered with other facts")
+    DATASETS[info.name] = info
+    DATASET_NAMES = tuple(sorted(DATASETS))
+    ConfigStore.instance().store(group="data", name=info.name, node={"name": info.name})
+    return info
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """Look a dataset up in the catalog.
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .catalog import DATASET_NAMES, get_dataset_info
+from .catalog import DATASETS, get_dataset_info
 from .errors import DataSourceError
 from .imagenet_index import build_imagefolder_index, load_index
 from .prepared import read_recorded_hash, write_prepared
@@ -65,8 +65,8 @@ def prepare_dataset(
             ``ValueError`` too and covers every source problem).
         PreparedDataError: the folder exists with other content and ``force`` is False.
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASET_NAMES)}")
+    if name not in DATASETS:  # the dict: plugins add to it (catalog.register_dataset)
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
     params = _synthetic_params(name, synthetic)

@@ -1,11 +1,14 @@
 """The model zoo: every model is a ``BlockModel`` (ordered freezable blocks + prunable layers).
 
 ``build_model(name, num_classes, width=None)`` is the one entry point; ``MODELS`` maps names to
-``ModelEntry`` records (builder, default width, input resolution).
+``ModelEntry`` records (builder, default width, input resolution). Other packages add models through the
+``spfde.models`` entry-point group (spfde_core/plugins.py) with ``register_model``; ``timm-<name>`` builds
+any timm model of a supported layout (models/timm_adapter.py, optional extra ``timm``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +50,27 @@ for _name, _entry in {
     MODELS.register(_name)(_entry)
 
 
+def register_model(name: str, entry: ModelEntry) -> ModelEntry:
+    """Add a model (e.g. from a plugin), selectable as ``model.name=<name>`` and as the option ``model=<name>``."""
+    from hydra.core.config_store import ConfigStore
+
+    MODELS.register(name)(entry)
+    ConfigStore.instance().store(group="model", name=name, node={"name": name})
+    return entry
+
+
+def lookup_model(name: str) -> ModelEntry:
+    """The entry of ``name``; a ``timm-<timm name>`` is registered on first use (timm itself is imported later)."""
+    from spfde_core.models import timm_adapter
+
+    if name not in MODELS and name.startswith(timm_adapter.PREFIX) and len(name) > len(timm_adapter.PREFIX):
+        timm_name = name[len(timm_adapter.PREFIX) :]
+        timm_adapter.check_name(timm_name)
+        builder = functools.partial(timm_adapter.build, timm_name)
+        MODELS.register(name)(ModelEntry(builder, None, 32, f"timm {timm_name} (pretrained=False), timm adapter"))
+    return MODELS.get(name)
+
+
 def build_model(name: str, num_classes: int, width: float | None = None) -> BlockModel:
     """Build a freshly initialised model from the zoo.
 
@@ -63,7 +87,7 @@ def build_model(name: str, num_classes: int, width: float | None = None) -> Bloc
         KeyError: unknown name (the message lists the known models).
         ValueError: ``width`` given for a model without a width multiplier.
     """
-    entry = MODELS.get(name)
+    entry = lookup_model(name)
     if entry.default_width is None:
         if width is not None:
             raise ValueError(f"model '{name}' has no width multiplier (got width={width})")
@@ -76,4 +100,13 @@ def model_names() -> list[str]:
     return MODELS.names()
 
 
-__all__ = ["MODELS", "BlockModel", "ModelEntry", "PrunableLayer", "build_model", "model_names"]
+__all__ = [
+    "MODELS",
+    "BlockModel",
+    "ModelEntry",
+    "PrunableLayer",
+    "build_model",
+    "lookup_model",
+    "model_names",
+    "register_model",
+]
