@@ -95,16 +95,50 @@ def _validated(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """Hydra's basic sweeper: ``run.seed=0,1 optim.lr=0.1,0.05`` -> every combination, in Hydra's order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UsageError(f"invalid override: {err}") from None
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from spfde_core.config import config_hash
     from spfde_core.train.faults import clean_faults
-    from spfde_core.train.run import RunPaths, run_training
+    from spfde_core.train.run import RunExistsError, RunPaths, run_training
 
     overrides = [*args.overrides, *(["run.force=true"] if args.force else [])]
-    cfg = _validated(overrides)
-    # Ctrl-C / SIGTERM / a full disk: one line saying where the run resumes (exit 130 / 143 / 2), no traceback.
-    with clean_faults(RunPaths.of(cfg, config_hash(cfg)).checkpoint, cfg.train.epochs):
-        run_training(cfg)
+    if not args.multirun:
+        cfg = _validated(overrides)
+        # Ctrl-C / SIGTERM / a full disk: one line saying where the run resumes (exit 130 / 143 / 2), no traceback.
+        with clean_faults(RunPaths.of(cfg, config_hash(cfg)).checkpoint, cfg.train.epochs):
+            run_training(cfg)
+        return
+    # --multirun: every job composed and validated before any compute, then run one after another (Hydra's basic
+    # launcher), each its own run with its own record; a job already recorded is skipped, so rerunning the same
+    # command after an interruption finishes the sweep.
+    jobs = [(job, _validated(job)) for job in sweep_jobs(overrides)]
+    paths: dict[str, list[str]] = {}
+    for job, cfg in jobs:
+        record = str(RunPaths.of(cfg, config_hash(cfg)).record)
+        if record in paths:
+            raise UsageError(
+                f"--multirun: jobs '{' '.join(paths[record])}' and '{' '.join(job)}' write the same record {record}; "
+                "sweep a value that changes the run (or leave run.row unset so the config hash names the folder)"
+            )
+        paths[record] = job
+    for index, (job, cfg) in enumerate(jobs):
+        print(f"[multirun {index + 1}/{len(jobs)}] spfde train {' '.join(job)}", file=sys.stderr, flush=True)
+        try:
+            with clean_faults(RunPaths.of(cfg, config_hash(cfg)).checkpoint, cfg.train.epochs):
+                run_training(cfg)
+        except RunExistsError as err:
+            print(f"[multirun {index + 1}/{len(jobs)}] skipped: {err}", file=sys.stderr, flush=True)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -242,6 +276,12 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one run (resumes a killed run; refuses to redo a finished one)")
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=cpu run.seed=1")
     train.add_argument("--force", action="store_true", help="re-run a finished run, replacing its record")
+    train.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="Hydra sweep (basic launcher): comma lists run one after another, e.g. run.seed=0,1,2",
+    )
     train.set_defaults(func=cmd_train)
     show = sub.add_parser("show", help="print the resolved config, its hash and the record path")
     show.add_argument("overrides", nargs="*")
