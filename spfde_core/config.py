@@ -341,7 +341,7 @@ def validate(cfg: DictConfig) -> None:
     """
     from spfde_core.data import get_dataset_info
     from spfde_core.freezing import FREEZING_METHODS
-    from spfde_core.models import MODELS
+    from spfde_core.models import lookup_model
     from spfde_core.sieving import SIEVING_METHODS
     from spfde_core.sparsity import SPARSITY_METHODS
 
@@ -355,9 +355,12 @@ def validate(cfg: DictConfig) -> None:
     syn = cfg.data.synthetic
     for key in ("num_train", "num_test", "num_classes", "image_size"):
         _check(syn[key] >= 1, f"data.synthetic.{key}", "an integer >= 1", syn[key])
-    _check(cfg.model.name in MODELS, "model.name", f"one of {', '.join(MODELS.names())}", cfg.model.name)
+    try:
+        entry = lookup_model(cfg.model.name)
+    except KeyError as err:
+        raise ConfigError(f"model.name: {err.args[0]} (or timm-<timm model name>)") from None
     _check(cfg.model.width is None or cfg.model.width > 0, "model.width", "a positive number", cfg.model.width)
-    if cfg.model.width is not None and MODELS.get(cfg.model.name).default_width is None:
+    if cfg.model.width is not None and entry.default_width is None:
         raise ConfigError(f"model.width: model '{cfg.model.name}' has no width multiplier; expected null")
 
     o = cfg.optim
