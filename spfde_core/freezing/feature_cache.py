@@ -167,6 +167,7 @@ class FeatureCache:
         self.pending: list[dict[str, Any]] = []
         self.resumed = False
         self.saved_rows: list[int] = []
+        self._shapes: dict[int, tuple[int, int, int]] = {}
         if not hasattr(state.train_loader, "epoch_draws"):
             raise ConfigError("feature_cache.store: needs the in-memory loader (TensorLoader); this dataset streams")
         self.image_size = int(state.train_loader._images.shape[-1])
@@ -240,6 +241,11 @@ class FeatureCache:
 
     # ---- sizes -----------------------------------------------------------------------------------
     def _map_shape(self, state: Any, k: int) -> tuple[int, int, int]:
+        if k not in self._shapes:
+            self._shapes[k] = self._probe_shape(state, k)
+        return self._shapes[k]
+
+    def _probe_shape(self, state: Any, k: int) -> tuple[int, int, int]:
         x = torch.zeros(1, 3, self.image_size, self.image_size, device=state.device)
         was = state.model.training
         state.model.eval()
@@ -291,9 +297,15 @@ class FeatureCache:
         x = images.float().mul_(state.train_loader._scale).add_(state.train_loader._shift)
         if state.train_loader.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        blocks = state.model.blocks[:k]
+        modes = [block.training for block in blocks]
+        for block in blocks:  # frozen blocks normalise with their running statistics, as in the step
+            block.eval()  # (the model may still be in train mode here: after a resume, between evaluations)
         with torch.no_grad(), autocast(state):
-            for block in state.model.blocks[:k]:
+            for block in blocks:
                 x = block(x)
+        for block, mode in zip(blocks, modes, strict=True):
+            block.train(mode)
         return x.float().contiguous()
 
     def _compute(self, state: Any, k: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
