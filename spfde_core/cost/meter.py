@@ -14,7 +14,8 @@ with nothing frozen, F(d, k) = per-sample FLOPs at densities d with k blocks fro
 3. sparsity: B x (F(1, k) - F(d, k)).
 
 So baseline - sieving - freezing - sparsity = the FLOPs of the steps taken, exactly (integers).
-Method overheads (``state.cost_events``) are charged on top, evaluation passes separately.
+Method overheads (``state.cost_events``, typed ``CostEvent`` s: ``events.py``) are charged on top,
+evaluation passes separately.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from spfde_core.cost.events import CostEvent
 from spfde_core.cost.flops import (
     Split,
     dense_weight_grad_extra,
@@ -383,29 +385,29 @@ class CostMeter:
             return
         cur = self._current or self._costs(*self._live.read())
         for event in events[self.totals["events_done"] :]:
+            event = CostEvent.coerce(event)
             flops = self._event_flops(state, event, cur, step_samples)
-            dense = event.get("kind", "").startswith("dense_weight_grad")
+            dense = event.kind.startswith("dense_weight_grad")
             key = "overhead_dense_weight_grad" if dense else "overhead_scoring"
             self.totals[key] += flops
             if self._epoch:
                 self._epoch["overhead"] = self._epoch.get("overhead", 0) + flops
             self.totals["events_done"] += 1
 
-    def _event_flops(self, state: Any, event: dict[str, Any], cur: dict[str, Any], step_samples: int | None) -> int:
-        kind = event.get("kind")
+    def _event_flops(self, state: Any, event: CostEvent, cur: dict[str, Any], step_samples: int | None) -> int:
+        kind = event.kind
         if kind == "dense_weight_grad_every_step":
             self.totals["dense_grad_every_step"] = 1  # charged from the next step on, in after_step
             return 0
         if kind == "dense_weight_grad":
             # The step already charged the sparse weight gradient; add the rest of the dense one.
-            layers = set(event.get("layers") or [op.module for op in self.profile.weight_ops()])
-            same_step = step_samples is not None and event.get("step") == state.step
-            b = step_samples if same_step else int(event.get("samples", state.cfg.train.batch_size))
+            layers = set(event.layers or [op.module for op in self.profile.weight_ops()])
+            same_step = step_samples is not None and event.step == state.step
+            b = step_samples if same_step else int(event.samples or state.cfg.train.batch_size)
             return b * dense_weight_grad_extra(self.profile, cur["active"], cur["frozen"], layers)
-        if kind == "scoring_pass":
-            counts = None if event.get("density") == "dense" else cur["active"]
-            return int(event.get("samples", 0)) * scoring_flops(self.profile, counts, event.get("passes") or {})
-        return 0
+        # scoring_pass
+        counts = None if event.density == "dense" else cur["active"]
+        return int(event.samples or 0) * scoring_flops(self.profile, counts, event.passes or {})
 
 
 def flops_ratio(record: dict[str, Any]) -> float | None:

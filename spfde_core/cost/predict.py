@@ -2,24 +2,17 @@
 
 The model is built on the meta device (no memory, no compute), the method's layer sparsities are
 applied analytically, and the same per-layer model as the ``CostMeter`` (``flops.py``,
-``memory.py``) is evaluated epoch by epoch. What the prediction assumes per method:
+``memory.py``) is evaluated epoch by epoch. What is assumed per method is the method's own, in its
+file (``sparsity/config.py``: ``SparseConfig.predicted_sparsities`` and ``predicted_overheads``):
 
-- ``dense``: every weight active.
-- static and fixed-density dynamic methods (``static_random``, ``static_erk``, ``snip``, ``grasp``,
-  ``set``, ``dsr``, ``snfs``, ``rigl``): every sparse layer at its target from
-  ``sparsity.distributions.layer_sparsities`` for the whole run (DSR/SNFS reallocate between layers
-  during training; the prediction keeps the initial allocation, the meter reads the real one);
-  SNIP/GraSP's data-dependent global allocation is approximated by the configured distribution.
-- ``mest_em`` / ``mest_ems``: between mutations every sparse layer sits at the phase's grow-to
-  ("upper") sparsity (``mest.default_bounds`` unless ``sparsity.upper`` is given), per-layer
-  relative to its target as MEST's code does; EM&S therefore runs denser than the target (its soft
-  memory bound). Phases from ``sparsity.phase_fractions``.
-- ``rigl``: a dense weight gradient of every sparse layer at each update step (every
-  ``update_interval_steps`` from step ``update_interval_steps`` while below ``end_fraction`` of
-  the steps), on a full batch.
-- ``snip``: scoring of ``num_batches`` batches (1 forward + 1 backward per sample, dense);
-  ``grasp``: ``samples_per_class x classes x num_iters`` samples, 2 forwards + 2 backwards + 1
-  Hessian-vector product each (dense), as ``GraSP.cost`` records them.
+- ``dense`` (no SparseConfig): every weight active, no overheads;
+- by default every sparse layer sits at its target from ``sparsity.distributions.layer_sparsities``
+  for the whole run (DSR/SNFS reallocate between layers during training; the prediction keeps the
+  initial allocation, the meter reads the real one; SNIP/GraSP's data-dependent global allocation
+  is approximated by the configured distribution); MEST overrides it with its phases' grow-to
+  sparsities;
+- overheads (RigL's and SNFS's dense weight gradients, SNIP's and GraSP's scoring passes) are
+  what the meter charges for the method's ``CostEvent`` s;
 - freezing and sieving methods other than ``none`` are not modelled here (counted as no freezing /
   full data; the report says so); the meter measures them in a run.
 
@@ -30,7 +23,6 @@ Training samples per epoch: 50,000 for CIFAR-10/100, ``data.synthetic.num_train`
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,14 +30,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from spfde_core.cost.flops import (
-    Split,
-    dense_weight_grad_extra,
-    op_flops,
-    sample_flops,
-    sample_macs,
-    scoring_flops,
-)
+from spfde_core.cost.events import Overheads, RunShape
+from spfde_core.cost.flops import Split, op_flops, sample_flops, sample_macs
 from spfde_core.cost.layers import ModelProfile, profile_model
 from spfde_core.cost.memory import SPARSE_FORMAT, memory_model
 from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, input_shape_of
@@ -126,22 +112,13 @@ def _active_counts(cfg: DictConfig, model: torch.nn.Module, sparsities: dict[str
 
 def epoch_sparsities(cfg: DictConfig, model: torch.nn.Module) -> list[dict[str, float]]:
     """Per training epoch, the sparsity of every sparse layer between mask updates."""
-    epochs = int(cfg.train.epochs)
-    if cfg.sparsity.name == "dense":
-        return [{} for _ in range(epochs)]
-    targets = _layer_targets(cfg, model)
-    if cfg.sparsity.name not in ("mest_em", "mest_ems"):
-        return [dict(targets) for _ in range(epochs)]
-    from spfde_core.sparsity.mest import default_bounds
+    from spfde_core.sparsity.config import sparse_config
 
-    sp = cfg.sparsity
-    upper = list(sp.upper) if sp.get("upper") is not None else default_bounds(sp.name, sp.target)[1]
-    boundaries = [f * epochs for f in sp.phase_fractions]
-    out = []
-    for epoch in range(epochs):
-        bound = upper[bisect.bisect_right(boundaries, epoch)]
-        out.append({n: 1 - (1 - s) * (1 - bound) / (1 - sp.target) for n, s in targets.items()})
-    return out
+    epochs = int(cfg.train.epochs)
+    method = sparse_config(cfg.sparsity)
+    if method is None:  # dense
+        return [{} for _ in range(epochs)]
+    return method.predicted_sparsities(_layer_targets(cfg, model), epochs)
 
 
 def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
@@ -193,7 +170,8 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
         memories.append(memory_model(profile, active, 0, memory_batch_size).as_dict())
     steps = sum(op_totals, Split())
     baseline = epochs * per_epoch * dense
-    overheads = _overheads(cfg, profile, actives, steps_per_epoch, batch, num_classes)
+    run = RunShape(profile, actives, epochs, steps_per_epoch, per_epoch, batch, num_classes)
+    overheads = _overheads(cfg, run)
     total = steps.total + overheads["total"]
     rows = _rows(profile, op_totals, actives, epochs * per_epoch)
     max_mem = max(memories, key=lambda mm: mm["total"]) if memories else None
@@ -244,34 +222,12 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     )
 
 
-def _overheads(
-    cfg: DictConfig,
-    profile: ModelProfile,
-    actives: list[dict[str, int]],
-    steps_per_epoch: int,
-    batch: int,
-    num_classes: int,
-) -> dict[str, int]:
-    sp = cfg.sparsity
-    dense_wg = scoring = 0
-    if sp.name == "rigl":
-        total_steps = steps_per_epoch * int(cfg.train.epochs)
-        end = sp.end_fraction * total_steps
-        interval = int(sp.update_interval_steps)
-        extra: dict[int, int] = {}  # per epoch: per-sample extra FLOPs of a dense weight gradient
-        for step in range(interval, total_steps, interval):
-            if step >= end:
-                break
-            epoch = min(step // steps_per_epoch, len(actives) - 1)
-            if epoch not in extra:
-                extra[epoch] = dense_weight_grad_extra(profile, actives[epoch], 0, set(actives[epoch]))
-            dense_wg += batch * extra[epoch]
-    elif sp.name == "snip":
-        scoring = int(sp.num_batches) * batch * scoring_flops(profile, None, {"forward": 1, "backward": 1})
-    elif sp.name == "grasp":
-        samples = int(sp.samples_per_class) * num_classes * int(sp.num_iters)
-        scoring = samples * scoring_flops(profile, None, {"forward": 2, "backward": 2, "hvp": 1})
-    return {"dense_weight_grad": dense_wg, "scoring_passes": scoring, "total": dense_wg + scoring}
+def _overheads(cfg: DictConfig, run: RunShape) -> dict[str, int]:
+    """The sparsity method's own prediction of the FLOPs it spends outside the training steps."""
+    from spfde_core.sparsity.config import sparse_config
+
+    method = sparse_config(cfg.sparsity)
+    return (Overheads() if method is None else method.predicted_overheads(run)).as_dict()
 
 
 def _rows(profile: ModelProfile, op_totals: list[Split], actives: list[dict[str, int]], samples: int) -> list[LayerRow]:

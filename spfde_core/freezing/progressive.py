@@ -55,7 +55,7 @@ class ProgressiveConfig(MethodConfig):
     scheme: str = "single_shot"
     """single_shot, single_shot_resume, periodic or delayed_periodic (SpFDE App. B)."""
     interval_epochs: int | None = domain("[1, inf)", None)
-    """Epochs between two freezes; null = the sparsity method's update_every_epochs if it sets one, else
+    """Epochs between two freezes; null = the sparsity method's ``mutation_interval_epochs`` if it has one, else
     MEST's interval (5 of 160 epochs) scaled with the run length (``train.schedules.delta_tau``)."""
     layer_fraction: float = domain("(0, 1]", 0.667)
     """Freeze at most the leading blocks that hold this share of the conv/linear layers (SpFDE: 2/3)."""
@@ -70,8 +70,11 @@ class ProgressiveConfig(MethodConfig):
 def interval_of(state: TrainState, cfg: ProgressiveConfig) -> int:
     if cfg.interval_epochs is not None:
         return int(cfg.interval_epochs)
+    from spfde_core.sparsity.config import sparse_config
+
     epochs = state.cfg.train.epochs
-    return int(state.cfg.sparsity.get("update_every_epochs") or delta_tau(epochs))
+    method = sparse_config(state.cfg.sparsity)
+    return int((method and method.mutation_interval_epochs(epochs)) or delta_tau(epochs))
 
 
 class FrozenThenResumed:

@@ -1,10 +1,29 @@
-"""Config fields shared by every sparse method (each method's dataclass extends SparseConfig)."""
+"""Config fields shared by every sparse method (each method's dataclass extends SparseConfig).
+
+Besides its fields, a method's config states what the rest of the library needs to know about the
+method without running it, each overridden in the method's own file:
+
+- ``mutation_interval_epochs(epochs)``: epochs between mask updates, if it has an epoch schedule
+  (progressive freezing freezes on it);
+- ``predicted_sparsities(targets, epochs)``: per epoch, each sparse layer's sparsity between updates;
+- ``predicted_overheads(run)``: FLOPs spent outside the plain training steps (dense weight
+  gradients, scoring passes), as the cost meter charges the method's ``CostEvent`` s.
+
+``spfde cost`` (``cost/predict.py``) reads only these; ``tests/cost/test_predict_matches_meter.py``
+holds every registered method to what the meter measures.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
 
 from spfde_core.config import MethodConfig, domain
+
+if TYPE_CHECKING:
+    from spfde_core.cost.events import Overheads, RunShape
 
 
 @dataclass
@@ -33,3 +52,25 @@ class SparseConfig(MethodConfig):
     reset_momentum: bool = True
     """Zero the momentum of inactive weights after every step, so regrown weights start with zero
     momentum (sparse_learning / RigL); MEST's code never resets it (its configs set false)."""
+
+    def mutation_interval_epochs(self, epochs: int) -> int | None:
+        """Epochs between mask updates of an epoch-scheduled method; None = no epoch schedule."""
+        return None
+
+    def predicted_sparsities(self, targets: dict[str, float], epochs: int) -> list[dict[str, float]]:
+        """Per training epoch, each sparse layer's sparsity between mask updates (default: its target)."""
+        return [dict(targets) for _ in range(epochs)]
+
+    def predicted_overheads(self, run: RunShape) -> Overheads:
+        """FLOPs the method spends outside the training steps (default: none)."""
+        from spfde_core.cost.events import Overheads
+
+        return Overheads()
+
+
+def sparse_config(node: DictConfig) -> SparseConfig | None:
+    """The typed config of a ``cfg.sparsity`` node; None for ``dense`` (no SparseConfig schema)."""
+    node_type = OmegaConf.get_type(node)
+    if node_type is None or not issubclass(node_type, SparseConfig):
+        return None
+    return OmegaConf.to_object(node)

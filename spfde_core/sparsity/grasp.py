@@ -48,6 +48,7 @@ from hydra.core.config_store import ConfigStore
 from torch import nn
 
 from spfde_core.config import domain
+from spfde_core.cost.events import CostEvent, Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
@@ -67,6 +68,12 @@ class GraSPConfig(SparseConfig):
     """global: remove the globally largest -w*Hg (GraSP; unstructured only); layerwise: per-layer targets."""
     bn_mode: str = "train"
     """BN during scoring: train (batch statistics, as the GraSP code) or eval (running statistics)."""
+
+    def predicted_overheads(self, run: RunShape) -> Overheads:
+        """Scoring: ``samples_per_class x classes x num_iters`` samples, 2 fwd + 2 bwd + 1 HVP each, dense."""
+        samples = self.samples_per_class * run.num_classes * self.num_iters
+        per_sample = run.dense_scoring_flops({"forward": 2, "backward": 2, "hvp": 1})
+        return Overheads(scoring_passes=samples * per_sample)
 
 
 Chunk = tuple[torch.Tensor, torch.Tensor]
@@ -152,15 +159,9 @@ class GraSP:
         keep = [-s for s in scores]  # keep the smallest S
         apply_selection(ctx, keep, cfg.allocation, [k - k.min() for k in keep])
         n, passes = len(labels), len(chunks)
+        per_sample = {"forward": 2, "backward": 2, "hvp": 1}
         state.cost_events.append(
-            {
-                "kind": "scoring_pass",
-                "epoch": 0,
-                "step": state.step,
-                "samples": n,
-                "passes": {"forward": 2, "backward": 2, "hvp": 1},
-                "density": "dense",
-            }
+            CostEvent("scoring_pass", 0, state.step, samples=n, passes=per_sample, density="dense")
         )
         self.cost = {
             "scoring_samples": n,

@@ -60,6 +60,23 @@ class MESTConfig(SparseConfig):
     """Initial mask: magnitude (MEST's hardening of the initial weights) or random."""
     reset_momentum: bool = False
 
+    def mutation_interval_epochs(self, epochs: int) -> int | None:
+        """``update_every_epochs``, or MEST's 5 of 160 epochs scaled with the run (``delta_tau``)."""
+        return self.update_every_epochs or delta_tau(epochs)
+
+    def predicted_sparsities(self, targets: dict[str, float], epochs: int) -> list[dict[str, float]]:
+        """Between mutations every layer sits at the phase's grow-to ("upper") sparsity, relative to its target.
+
+        EM&S therefore runs denser than the target (its soft memory bound).
+        """
+        upper = list(self.upper) if self.upper is not None else default_bounds(self.name, self.target)[1]
+        boundaries = [f * epochs for f in self.phase_fractions]
+        out = []
+        for epoch in range(epochs):
+            bound = upper[bisect.bisect_right(boundaries, epoch)]
+            out.append({n: 1 - (1 - s) * (1 - bound) / (1 - self.target) for n, s in targets.items()})
+        return out
+
 
 def default_bounds(name: str, target: float) -> tuple[list[float], list[float]]:
     """(lower, upper) per phase, as in the official EM and EM&S scripts (module docstring)."""
@@ -101,7 +118,8 @@ class MEST:
         return 1 - (1 - base) * (1 - bound) / (1 - self.cfg.target)
 
     def every(self, ctx: SparseContext) -> int:
-        return self.cfg.update_every_epochs or delta_tau(ctx.state.cfg.train.epochs)
+        # cfg is the run's DictConfig node (or a MESTConfig in tests): the config class's rule, unbound
+        return MESTConfig.mutation_interval_epochs(self.cfg, ctx.state.cfg.train.epochs)
 
     def on_epoch_start(self, ctx: SparseContext) -> bool:
         self.steps_in_epoch = 0

@@ -40,6 +40,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 
 from spfde_core.config import domain
+from spfde_core.cost.events import CostEvent, Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -62,6 +63,18 @@ class RigLConfig(SparseConfig):
     """T_end as a fraction of all training steps; no update from then on (paper: 75%)."""
     init: str = "random"
     """Initial mask: random positions (RigL) or magnitude (top-|w| of the initialisation)."""
+
+    def predicted_overheads(self, run: RunShape) -> Overheads:
+        """A dense weight gradient of the sparse layers, one full batch, at every update step."""
+        total_steps = run.steps_per_epoch * run.epochs
+        end = self.end_fraction * total_steps
+        steps = range(self.update_interval_steps, total_steps, self.update_interval_steps)
+        dense_wg = sum(
+            run.batch_size * run.dense_weight_grad_extra(min(step // run.steps_per_epoch, run.epochs - 1))
+            for step in steps
+            if is_update_step(step, self.update_interval_steps, end)
+        )
+        return Overheads(dense_weight_grad=dense_wg)
 
 
 def check_schedule(name: str) -> None:
@@ -150,7 +163,7 @@ class RigL:
         fraction = self.drop_fraction(step, end)
         # RigL needs the dense gradient at update steps only: the cost meter charges it here.
         ctx.state.cost_events.append(
-            {"kind": "dense_weight_grad", "epoch": ctx.state.epoch, "step": step, "layers": [m.name for m in ctx.masks]}
+            CostEvent("dense_weight_grad", ctx.state.epoch, step, layers=[m.name for m in ctx.masks])
         )
         for layer in ctx.masks:
             grad = layer.weight.grad

@@ -54,6 +54,9 @@ class SETConfig(SparseConfig):
     init: str = "random"
     """Initial mask: random (SET) or magnitude."""
 
+    def mutation_interval_epochs(self, epochs: int) -> int | None:
+        return self.update_every_epochs
+
 
 def random_grow_scores(kept: torch.Tensor, dropped: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Uniform random scores that rank every ``dropped`` position below all other inactive ones."""

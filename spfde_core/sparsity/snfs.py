@@ -40,6 +40,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 
 from spfde_core.config import domain
+from spfde_core.cost.events import CostEvent, Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
@@ -61,6 +62,17 @@ class SNFSConfig(SparseConfig):
     """dense: a regrown weight gets the dense momentum (sparse_learning); zero: zero momentum."""
     init: str = "random"
     """Initial mask: random (sparse_learning 'constant' init: uniform per-layer density) or magnitude."""
+
+    def mutation_interval_epochs(self, epochs: int) -> int | None:
+        return self.update_every_epochs
+
+    def predicted_overheads(self, run: RunShape) -> Overheads:
+        """The dense momentum: a dense weight gradient of every conv/linear at every step, every sample.
+
+        Counted at the initial allocation; SNFS moves weights between layers, the meter reads the real one.
+        """
+        per_epoch = [run.dense_weight_grad_extra(e, every_layer=True) for e in range(run.epochs)]
+        return Overheads(dense_weight_grad=run.samples_per_epoch * sum(per_epoch))
 
 
 def check_unstructured(method: str, scheme: str) -> None:
@@ -154,7 +166,7 @@ class SNFS:
     def init_masks(self, ctx: SparseContext) -> None:
         initial_masks(ctx, self.cfg.init)
         # The dense momentum needs the dense weight gradient at every step: the cost meter charges it.
-        ctx.state.cost_events.append({"kind": "dense_weight_grad_every_step", "epoch": 0, "step": ctx.state.step})
+        ctx.state.cost_events.append(CostEvent("dense_weight_grad_every_step", 0, ctx.state.step))
 
     # ---- dense momentum ----------------------------------------------------------------------
     @staticmethod

@@ -36,6 +36,7 @@ from hydra.core.config_store import ConfigStore
 from torch import nn
 
 from spfde_core.config import domain
+from spfde_core.cost.events import CostEvent, Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
@@ -51,6 +52,14 @@ class SNIPConfig(SparseConfig):
     """global: top-k over all sparse layers (SNIP, unstructured only); layerwise: each layer at its target."""
     bn_mode: str = "train"
     """BN when scoring: train (batch statistics) or eval (running statistics; snip-public is_train=False)."""
+
+    def predicted_overheads(self, run: RunShape) -> Overheads:
+        """Scoring: ``num_batches`` full batches, 1 forward + 1 backward each, dense.
+
+        The prediction keeps the configured per-layer allocation; SNIP's global top-k allocates by data.
+        """
+        per_sample = run.dense_scoring_flops({"forward": 1, "backward": 1})
+        return Overheads(scoring_passes=self.num_batches * run.batch_size * per_sample)
 
 
 def snip_scores(
@@ -92,14 +101,9 @@ class SNIP:
         apply_selection(ctx, scores, self.cfg.allocation, [s.square() for s in scores])
         samples = sum(len(labels) for _, labels in batches)
         state.cost_events.append(
-            {
-                "kind": "scoring_pass",
-                "epoch": 0,
-                "step": state.step,
-                "samples": samples,
-                "passes": {"forward": 1, "backward": 1},
-                "density": "dense",
-            }
+            CostEvent(
+                "scoring_pass", 0, state.step, samples=samples, passes={"forward": 1, "backward": 1}, density="dense"
+            )
         )
         self.cost = {
             "scoring_samples": samples,

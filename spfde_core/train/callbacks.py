@@ -77,11 +77,10 @@ class TrainState:
     """Epochs at which this run was resumed from a checkpoint."""
     started_at: str = ""
     """UTC time the run first started (kept across resumes)."""
-    cost_events: list[dict[str, Any]] = field(default_factory=list)
+    cost_events: list[Any] = field(default_factory=list)
     """Work a method spends outside the plain training step, for the cost meter to charge where it
-    occurs, e.g. ``{"kind": "dense_weight_grad", "epoch": e, "step": s, "layers": [...]}`` (RigL's
-    dense gradient at update steps) or ``{"kind": "scoring_pass", "epoch": e, "samples": n,
-    "passes": {"forward": 1, "backward": 1}}`` (SNIP/GraSP, sieving scores). Checkpointed."""
+    occurs: ``spfde_core.cost.events.CostEvent`` s, e.g. RigL's dense gradient at update steps or
+    SNIP/GraSP's scoring passes. Checkpointed (as dicts)."""
     epoch_loader: Any = None
     """Replaces ``train_loader`` for this epoch's training pass only, or None: the feature cache's loader of
     cached frozen-prefix maps (its batches start at block ``start_block``). Set at epoch start, not checkpointed."""

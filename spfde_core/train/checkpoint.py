@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from spfde_core import atomic
+from spfde_core.cost.events import CostEvent
 from spfde_core.train.callbacks import CallbackList, TrainState
 
 log = logging.getLogger("spfde_core.train")
@@ -71,7 +72,7 @@ class Checkpointer:
             "images_trained": state.images_trained,
             "resumed_from_epoch": state.resumed_from_epoch,
             "started_at": state.started_at,
-            "cost_events": state.cost_events,
+            "cost_events": [CostEvent.coerce(e).as_dict() for e in state.cost_events],
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -105,7 +106,7 @@ def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackL
     state.images_trained = ckpt["images_trained"]
     state.resumed_from_epoch = [*ckpt["resumed_from_epoch"], state.epoch]
     state.started_at = ckpt["started_at"]
-    state.cost_events = ckpt["cost_events"]
+    state.cost_events = [CostEvent.from_dict(e) for e in ckpt["cost_events"]]
     torch.set_rng_state(ckpt["torch_rng"].cpu())
     log.info("resumed from %s at epoch %d", path, state.epoch)
     return True

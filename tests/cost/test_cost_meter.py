@@ -11,6 +11,7 @@ from cost_test_utils import TinyNet, mask_body_conv
 from omegaconf import OmegaConf
 
 from spfde_core.cli import load_config
+from spfde_core.cost.events import CostEvent
 from spfde_core.cost.flops import sample_flops
 from spfde_core.cost.layers import profile_model
 from spfde_core.cost.meter import CostMeter
@@ -43,7 +44,7 @@ def _fake_state(model: TinyNet) -> SimpleNamespace:
 def _step(meter: CostMeter, state: SimpleNamespace, samples: int = 4, event: dict | None = None) -> None:
     meter.on_batch_start(state, SimpleNamespace(images=torch.empty(samples, 3, 8, 8)))
     if event is not None:  # a method appends it during the step (RigL: in after_backward)
-        state.cost_events.append({**event, "epoch": state.epoch, "step": state.step})
+        state.cost_events.append(CostEvent(**event, epoch=state.epoch, step=state.step))
     meter.after_step(state, SimpleNamespace(indices=torch.arange(samples)))
     state.step += 1
 
@@ -72,7 +73,7 @@ def test_meter_splits_savings_by_source_and_charges_overheads_where_they_occur()
     # Epoch 1: stem frozen, sieving presents 8 of 16 samples, a scoring pass of 5 samples (forward only).
     state.epoch, state.epoch_log = 1, {}
     model.num_frozen_blocks = 1
-    state.cost_events.append({"kind": "scoring_pass", "epoch": 1, "samples": 5, "passes": {"forward": 1}})
+    state.cost_events.append(CostEvent("scoring_pass", epoch=1, step=state.step, samples=5, passes={"forward": 1}))
     meter.on_epoch_start(state)
     _step(meter, state)
     _step(meter, state)
@@ -216,9 +217,7 @@ class EmitDenseGrads:
 
     def after_backward(self, state, batch) -> None:
         if state.step % 2 == 0:
-            state.cost_events.append(
-                {"kind": "dense_weight_grad", "epoch": state.epoch, "step": state.step, "layers": ["layer1.0.conv1"]}
-            )
+            state.cost_events.append(CostEvent("dense_weight_grad", state.epoch, state.step, layers=["layer1.0.conv1"]))
 
 
 @pytest.mark.smoke
