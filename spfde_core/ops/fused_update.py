@@ -1,11 +1,12 @@
 """The per-step masked SGD update as one fused operation over all parameters (issue 7, docs/fused_update.md).
 
-The eager path of the trainer is, per step: the sparsity engine masks gradients (``g *= m``),
-``torch.optim.SGD`` steps (weight decay, momentum, Nesterov, one pass per operation per tensor),
-then the engine masks weights (``w *= m``) and, with ``reset_momentum``, the momentum buffers.
-:class:`MaskedSGD` does all of it inside ``step()``, with one of three implementations:
+A sparse step is: mask the gradients (``g *= m``), ``torch.optim.SGD``'s update (weight decay,
+momentum, Nesterov), mask the weights (``w *= m``) and, with ``reset_momentum``, the momentum buffers.
+:class:`MaskedSGD` does all of it inside ``step()`` (the sparsity engine requires it), with one of
+three implementations of the element rule written once in :func:`eager_masked_update`:
 
-- ``eager``: literally that sequence of PyTorch ops (the reference; bit-identical to the old path);
+- ``eager``: that function, PyTorch ops per parameter (the reference; bit-identical to
+  ``torch.optim.SGD``'s single-tensor step between the maskings);
 - ``fused_cpu``: one OpenMP loop over every parameter's elements (``csrc/fused_sgd.cpp``, built by
   :mod:`spfde_core.ops.native`), reading w, g, buf, m once and writing w, buf once;
 - ``triton``: the same element rule as a multi-tensor Triton kernel for CUDA tensors
@@ -60,6 +61,12 @@ def same_dense_layout(reference: torch.Tensor, *others: torch.Tensor) -> bool:
 
 
 # ---- availability and selection ------------------------------------------------------------------
+AUTO_CUDA_REASON = (
+    "update_impl=auto runs eager on CUDA: the Triton kernel has not yet passed tests/ops/test_triton_gpu.py on a "
+    "GPU (pytest -m gpu); train.update_impl=triton opts in"
+)
+
+
 def triton_unavailable_reason(device: torch.device) -> str | None:
     """None when the Triton kernel can run on ``device``'s tensors; else why not."""
     interpret = os.environ.get("TRITON_INTERPRET") == "1"
@@ -82,13 +89,16 @@ def fused_cpu_unavailable_reason(device: torch.device) -> str | None:
 def select_impl(requested: str, device: torch.device) -> tuple[str, str | None]:
     """(implementation, reason fused was not used or None) for ``train.update_impl`` on ``device``.
 
-    ``auto``: the fused implementation for the device (CPU: native kernel; CUDA: Triton) where it
-    can run, else ``eager`` with the reason. ``fused``: the same, but raise
+    ``auto``: on CPU the native kernel where it can run, else ``eager`` with the reason; on CUDA
+    ``eager`` (``AUTO_CUDA_REASON``) until the Triton kernel has passed the ``gpu`` test on a GPU.
+    ``fused``: the fused implementation for the device (CPU: native kernel; CUDA: Triton), but raise
     :class:`FusedUpdateUnavailable` instead of falling back. ``eager`` and the implementation names
     themselves are taken as given (a named implementation that cannot run raises).
     """
     if requested == "eager":
         return "eager", "train.update_impl=eager"
+    if requested == "auto" and device.type == "cuda":
+        return "eager", AUTO_CUDA_REASON
     if requested in ("auto", "fused"):
         impl = "triton" if device.type == "cuda" else "fused_cpu"
     elif requested in IMPLS:
@@ -195,9 +205,23 @@ def eager_masked_update(
     nesterov: bool,
     mask_momentum: bool,
 ) -> torch.Tensor | None:
-    """The reference update of one parameter with PyTorch ops (``torch.optim.SGD``'s single-tensor
-    rule between the engine's grad and weight masking); updates ``param`` (and ``buf``) in place,
-    masks ``grad`` in place as the engine does, returns the momentum buffer (new on the first step)."""
+    """The masked SGD step of one parameter: the element rule every implementation is tested against.
+
+    Per element, with mask m (1 where ``mask`` is None), learning rate lr, weight decay wd, momentum
+    mu, dampening tau (``torch.optim.SGD``'s single-tensor rule between the two maskings)::
+
+        g   <- g * m
+        d   <- g + wd * w                      (wd != 0)
+        buf <- d                               (mu != 0, first step)
+        buf <- mu * buf + (1 - tau) * d        (mu != 0, later steps)
+        d   <- d + mu * buf  if nesterov else buf   (mu != 0)
+        w   <- (w - lr * d) * m
+        buf <- buf * m                         (mask_momentum: the engine's reset_momentum)
+
+    ``csrc/fused_sgd.cpp`` (bit for bit) and the Triton kernel (``triton_update.py``) implement this
+    rule; ``tests/ops/test_fused_update.py`` and ``test_triton_gpu.py`` hold them to this function.
+    Updates ``param`` (and ``buf``) in place, masks ``grad`` in place, returns the momentum buffer
+    (new on the first step)."""
     if mask is not None:
         grad.mul_(mask)
     d = grad.add(param, alpha=weight_decay) if weight_decay != 0 else grad
@@ -297,20 +321,30 @@ class MaskedSGD(torch.optim.SGD):
         return None if module is None else getattr(module, MASK_BUFFER)
 
     def _step_eager(self) -> None:
-        """The old path exactly: mask grads, ``torch.optim.SGD.step``, mask weights and momentum."""
-        masked = [(p, self._mask_of(p)) for group in self.param_groups for p in group["params"] if p.grad is not None]
-        masked = [(p, m) for p, m in masked if m is not None]
-        for p, m in masked:
-            p.grad.mul_(m)
-        super().step()
-        for p, m in masked:
-            p.mul_(m)
-            if self.mask_momentum:
-                buf = self.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    buf.mul_(m)
-        self.eager_params = sum(p.grad is not None for group in self.param_groups for p in group["params"])
-        self.fused_params = 0
+        """``eager_masked_update`` on every parameter with a gradient."""
+        count = 0
+        for group in self.param_groups:
+            if group.get("maximize") or group.get("differentiable"):
+                raise ValueError("MaskedSGD does not support maximize or differentiable")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self._update_eager(p, self._mask_of(p), group)
+                count += 1
+        self.eager_params, self.fused_params = count, 0
+
+    def _update_eager(self, p: torch.Tensor, mask: torch.Tensor | None, group: dict[str, Any]) -> bool:
+        """One parameter through ``eager_masked_update``; True when it created the momentum buffer."""
+        buf = self.state[p].get("momentum_buffer") if group["momentum"] != 0 else None
+        new = eager_masked_update(
+            p, p.grad, buf, mask, lr=float(group["lr"]), weight_decay=group["weight_decay"],
+            momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"],
+            mask_momentum=self.mask_momentum,
+        )  # fmt: skip
+        if group["momentum"] != 0 and buf is None:
+            self.state[p]["momentum_buffer"] = new
+            return True
+        return False
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102 (SGD's, plus the last step's counts)
         # describe() reports the last step's counts: a run resumed after its last epoch takes no step
@@ -343,14 +377,8 @@ class MaskedSGD(torch.optim.SGD):
         batch = plan["batch"]
         batch.grads = [p.grad.data_ptr() for p in plan["params"]]
         batch.lr = [lrs[i] for i in plan["group_of"]]
-        for p, mask, buf, group in plan["eager"]:
-            new = eager_masked_update(
-                p, p.grad, buf, mask, lr=float(group["lr"]), weight_decay=group["weight_decay"],
-                momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"],
-                mask_momentum=self.mask_momentum,
-            )  # fmt: skip
-            if group["momentum"] != 0 and buf is None:
-                self.state[p]["momentum_buffer"] = new
+        for p, mask, _buf, group in plan["eager"]:
+            if self._update_eager(p, mask, group):
                 plan["first"] = True  # the plan holds the old (missing) buffer: rebuild next step
         if len(batch):
             if self.impl == "fused_cpu":

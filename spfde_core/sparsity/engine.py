@@ -1,9 +1,9 @@
 """The sparse-training engine: one callback that owns the masks and calls the method's rules.
 
 Per step (reference notes Sec. 1.3): forward, backward, **mask the gradients**, optimizer step,
-**mask the weights** (and, where the method says so, the momentum). With the trainer's
-``MaskedSGD`` the three maskings happen inside ``optimizer.step()`` (fused, docs/fused_update.md);
-method rules still see the dense gradient in ``after_backward``. A pruned weight is therefore
+**mask the weights** (and, where the method says so, the momentum). The three maskings happen
+inside the trainer's ``MaskedSGD.step()`` (``ops/fused_update.py``, docs/fused_update.md), which the
+engine requires; method rules still see the dense gradient in ``after_backward``. A pruned weight is therefore
 exactly zero after every step, and a regrown weight starts from zero. Methods only decide masks:
 
 - ``init_masks(ctx)``: the initial mask (random, magnitude, SNIP, GraSP, ...);
@@ -99,11 +99,11 @@ class SparseTraining:
         for layer in self.masks:
             self.scheme.check(layer.weight.shape)
         self.ctx = SparseContext(cfg, state, self.masks, self.scheme)
-        # A MaskedSGD optimizer (spfde_core/ops/fused_update.py) masks grads, weights and momentum in
-        # its step (fused); the engine then only masks at mask changes. Any other optimizer: the engine.
-        self.optimizer_masks = hasattr(state.optimizer, "register_masks")
-        if self.optimizer_masks:
-            state.optimizer.register_masks({layer.name: layer.module for layer in self.masks}, cfg.reset_momentum)
+        # MaskedSGD (spfde_core/ops/fused_update.py) masks grads, weights and momentum in its step;
+        # the engine masks only at mask changes.
+        if not hasattr(state.optimizer, "register_masks"):
+            raise TypeError(f"sparse training needs MaskedSGD, got {type(state.optimizer).__name__}")
+        state.optimizer.register_masks({layer.name: layer.module for layer in self.masks}, cfg.reset_momentum)
         self.initialized = False
         self.ever_active: dict[str, torch.Tensor] = {}
         self.snapshots: list[dict[str, torch.Tensor]] = []  # per epoch: packed top-50% positions per layer
@@ -124,8 +124,6 @@ class SparseTraining:
     def after_backward(self, state: TrainState, batch: Any) -> None:
         if self._call_method(state, "after_backward"):
             self._after_change(state, "step_update")
-        if not self.optimizer_masks:  # else the optimizer's step masks the (still dense) gradient
-            self.masks.apply_to_grads()
 
     def _call_method(self, state: TrainState, hook: str) -> bool:
         """Run a method rule on the unfrozen layers only: a frozen block keeps its sparse structure
@@ -136,13 +134,6 @@ class SparseTraining:
             return getattr(self.method, hook)(self.ctx)
         finally:
             self.ctx.masks = self.masks
-
-    def after_step(self, state: TrainState, step: Any) -> None:
-        if self.optimizer_masks:  # already masked inside optimizer.step()
-            return
-        self.masks.apply_to_weights()
-        if self.cfg.reset_momentum:
-            self.masks.apply_to_momentum(state.optimizer)
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._verify(state, "epoch_end")  # cheap; also catches masks changed behind the engine's back

@@ -70,13 +70,6 @@ class MaskSet:
             layer.weight.mul_(layer.mask)
 
     @torch.no_grad()
-    def apply_to_grads(self) -> None:
-        """g <- g * m before the optimizer step, so inactive weights receive no update."""
-        for layer in self.layers:
-            if layer.weight.grad is not None:
-                layer.weight.grad.mul_(layer.mask)
-
-    @torch.no_grad()
     def apply_to_momentum(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero the SGD momentum of inactive weights (sparse_learning / RigL convention)."""
         for layer in self.layers:

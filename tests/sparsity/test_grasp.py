@@ -15,6 +15,7 @@ from torch.func import functional_call
 from spfde_core.cli import load_config
 from spfde_core.data.types import Batch
 from spfde_core.models import build_model
+from spfde_core.ops.fused_update import MaskedSGD
 from spfde_core.sparsity.engine import SparseTraining
 from spfde_core.sparsity.grasp import GraSP, GraSPConfig, grasp_chunks, grasp_scores, hessian_vector_product
 from spfde_core.sparsity.saliency import collect_per_class, scoring_mode
@@ -130,7 +131,7 @@ def test_grasp_removes_exactly_the_largest_scores_globally() -> None:
     loader = ListLoader(labelled_batches(labels, batch_size=16, size=16))
     cfg = OmegaConf.structured(GraSPConfig(target=0.9, samples_per_class=2, num_iters=2))
     state = SimpleNamespace(
-        model=model, train_loader=loader, optimizer=torch.optim.SGD(model.parameters(), 0.1), step=0, cost_events=[]
+        model=model, train_loader=loader, optimizer=MaskedSGD(model.parameters(), 0.1), step=0, cost_events=[]
     )
     state.epoch = state.step = 0
     bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}

@@ -9,6 +9,7 @@ import torch
 from sparsity_test_utils import StepInvariants, hand_context
 
 from spfde_core.cli import load_config
+from spfde_core.ops.fused_update import MaskedSGD
 from spfde_core.sparsity.snfs import SNFS, SNFSConfig, proportional_allocation, prune_rate_at, snfs_plan
 from spfde_core.train.run import run_training
 
@@ -49,7 +50,8 @@ def _ctx():
     cfg = SNFSConfig(target=0.8, prune_rate=0.5, prune_rate_min=0.5)  # p = 0.5 flat
     ctx = hand_context(weights, {"a": 0.8, "b": 0.8}, cfg, epochs=4)
     params = [layer.weight for layer in ctx.masks]
-    ctx.state.optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    ctx.state.optimizer = MaskedSGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    ctx.state.optimizer.register_masks({layer.name: layer.module for layer in ctx.masks}, mask_momentum=True)
     snfs = SNFS(cfg)
     snfs.init_masks(ctx)
     with torch.no_grad():
@@ -100,10 +102,7 @@ def test_dense_momentum_follows_the_sgd_rule_and_regrown_weights_get_it() -> Non
         d = a.weight.grad + 5e-4 * a.weight.detach()
         expected = d.clone() if expected is None else 0.9 * expected + d
         snfs.after_backward(ctx)
-        ctx.masks.apply_to_grads()
-        opt.step()
-        ctx.masks.apply_to_weights()
-        ctx.masks.apply_to_momentum(opt)
+        opt.step()  # masks grads, weights and (reset_momentum) momentum
     assert torch.allclose(snfs.momentum["a"], expected)
     assert torch.all(opt.state[a.weight]["momentum_buffer"][~a.mask] == 0)  # the engine's reset
     old = a.mask.clone()

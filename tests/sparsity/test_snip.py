@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from spfde_core.cli import load_config
 from spfde_core.data.types import Batch
 from spfde_core.models import build_model
+from spfde_core.ops.fused_update import MaskedSGD
 from spfde_core.sparsity.engine import SparseTraining
 from spfde_core.sparsity.snip import SNIP, SNIPConfig
 from spfde_core.train.run import run_training
@@ -45,7 +46,7 @@ def snip_setup(**cfg_fields):
     batch = fixed_batch()
     reference = copy.deepcopy(model)  # same weights and BN state, scored independently below
     cfg = OmegaConf.structured(SNIPConfig(**cfg_fields))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = MaskedSGD(model.parameters(), lr=0.1, momentum=0.9)
     state = SimpleNamespace(
         model=model,
         train_loader=ListLoader([batch, fixed_batch(seed=1)]),

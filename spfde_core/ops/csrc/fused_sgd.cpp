@@ -1,14 +1,14 @@
 // Fused masked SGD update over many float32 tensors in one OpenMP region (docs/fused_update.md).
 //
-// Per element, exactly the eager path's operations (torch.optim.SGD's single-tensor step with the
-// sparsity engine's masking around it; m = mask in {0, 1}, m = 1 for a tensor without a mask):
-//   g   = grad * m                                  (MaskSet.apply_to_grads)
+// Per element, exactly the rule of spfde_core/ops/fused_update.py:eager_masked_update (torch.optim.SGD's
+// single-tensor step between the maskings; m = mask in {0, 1}, m = 1 for a tensor without a mask):
+//   g   = grad * m
 //   g   = g + wd * w                                (only when wd != 0)
 //   buf = g                     on the first step   (torch: clone(grad))
 //   buf = momentum * buf + (1 - dampening) * g      afterwards (only when momentum != 0)
 //   d   = nesterov ? g + momentum * buf : buf       (d = g when momentum == 0)
 //   w   = w - lr * d
-//   w   = w * m                                     (MaskSet.apply_to_weights)
+//   w   = w * m
 //   buf = buf * m               when the tensor's MASK_BUF flag is set (reset_momentum)
 // Tensors are raw storage of equal layout (the Python side checks strides and density). The element
 // range over all tensors is split evenly across threads, each thread walking the tensors it covers,
