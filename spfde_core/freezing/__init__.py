@@ -16,4 +16,4 @@ def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
 
 
 # Each module registers its methods and config schemas on import.
-from spfde_core.freezing import autofreeze, freezeout, linear, progressive  # noqa: E402, F401
+from spfde_core.freezing import autofreeze, freezeout, linear, spfde_progressive  # noqa: E402, F401

@@ -16,4 +16,4 @@ def build_none(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
 
 
 # Each module registers its methods and config schemas on import.
-from spfde_core.sieving import circular, mest, random_subset  # noqa: E402, F401
+from spfde_core.sieving import mest_forgetting, random, spfde_circular  # noqa: E402, F401

@@ -7,7 +7,7 @@ import torch
 from sieving_test_utils import fake_state, run_epochs
 
 from spfde_core.config import ConfigError
-from spfde_core.sieving.mest import (
+from spfde_core.sieving.mest_forgetting import (
     MestForgetting,
     MestForgettingConfig,
     forgetting_counts,

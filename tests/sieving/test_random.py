@@ -7,8 +7,8 @@ import torch
 from sieving_test_utils import fake_state, run_epochs
 
 from spfde_core.config import ConfigError
-from spfde_core.sieving.circular import CircularConfig, CircularSieving
-from spfde_core.sieving.random_subset import RandomSubset, RandomSubsetConfig
+from spfde_core.sieving.random import RandomSubset, RandomSubsetConfig
+from spfde_core.sieving.spfde_circular import CircularConfig, CircularSieving
 
 
 def _always(epoch, idx):

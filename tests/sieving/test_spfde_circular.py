@@ -7,8 +7,8 @@ import torch
 from sieving_test_utils import fake_state, run_epochs, step
 
 from spfde_core.config import ConfigError
-from spfde_core.sieving.circular import CircularConfig, CircularQueue, CircularSieving, rank_easiest
 from spfde_core.sieving.common import random_split
+from spfde_core.sieving.spfde_circular import CircularConfig, CircularQueue, CircularSieving, rank_easiest
 from spfde_core.sieving.tracker import ExampleStats
 
 
