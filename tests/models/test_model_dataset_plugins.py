@@ -27,7 +27,18 @@ def _register() -> None:
     register_dataset(DatasetInfo("plugin_cifar5", 5, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True))
 
 
-def test_model_and_dataset_plugins_register_options(monkeypatch) -> None:
+@pytest.fixture
+def isolated_registries(monkeypatch):
+    """What the plugin registers is gone after the test (other tests assert the zoo exactly)."""
+    from spfde_core.data import catalog
+    from spfde_core.models import MODELS
+
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+    monkeypatch.setattr(catalog, "DATASETS", dict(catalog.DATASETS))
+    monkeypatch.setattr(catalog, "DATASET_NAMES", catalog.DATASET_NAMES)
+
+
+def test_model_and_dataset_plugins_register_options(monkeypatch, isolated_registries) -> None:
     module = types.ModuleType("spfde_fake_zoo")
     module.register_model, module.register_dataset = _register, lambda: None
     monkeypatch.setitem(sys.modules, "spfde_fake_zoo", module)
