@@ -7,7 +7,6 @@ Every knob is a Hydra override (``key=value``, ``group=option``); the only flag 
     spfde show profile=cpu
     spfde cost model=resnet32_w2 sparsity=mest_ems
     spfde list
-    spfde analyze results/runs/<reproduction>/<row>/seed<k> [--layers 1,3,10] [--probe-samples 512] [--out DIR]
 """
 
 from __future__ import annotations
@@ -217,27 +216,6 @@ def named_entries() -> list[tuple[str, str]]:
     return entries
 
 
-def cmd_analyze(args: argparse.Namespace) -> None:
-    from spfde_core.analysis.report import AnalysisError, IncompleteAnalysisError, analyze_run
-
-    try:
-        written = analyze_run(
-            args.run_dir,
-            args.checkpoint_dir,
-            args.layers,
-            args.probe_samples,
-            args.out,
-            prepared_dir=args.prepared_dir,
-            device=args.device,
-        )
-    except IncompleteAnalysisError as err:
-        print("\n".join(str(path) for path in err.written.values()))
-        raise UsageError(f"analysis incomplete: {err}") from None
-    except AnalysisError as err:
-        raise UsageError(str(err)) from None
-    print("\n".join(str(path) for path in written.values()))
-
-
 def cmd_ops(args: argparse.Namespace) -> None:
     """Build (``spfde ops build``) or report the native kernels: fused masked update, sparse kernels."""
     import torch
@@ -299,15 +277,6 @@ def parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list datasets, models, methods and profiles")
     lst.add_argument("what", nargs="?", default="all", choices=["all", "datasets", "models", "methods", "profiles"])
     lst.set_defaults(func=cmd_list)
-    ana = sub.add_parser("analyze", help="SpFDE Fig. 1 plots of a finished run: structural similarity, CKA vs final")
-    ana.add_argument("run_dir", help="the run's record folder, results/runs/<reproduction>/<row>/seed<k>")
-    ana.add_argument("--layers", help="CKA layers: names (layer1.0.conv1) or numbers (1,3,10); default: see docs")
-    ana.add_argument("--probe-samples", type=int, default=512, help="CKA probe set: the first N test images")
-    ana.add_argument("--out", help="output folder (default: <run_dir>/analysis)")
-    ana.add_argument("--checkpoint-dir", help="the run's checkpoint folder or root (default: its run.checkpoint_dir)")
-    ana.add_argument("--prepared-dir", help="root of prepared datasets (default: the run's data.prepared_dir)")
-    ana.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    ana.set_defaults(func=cmd_analyze)
     ops = sub.add_parser("ops", help="native kernels: status, or `spfde ops build` to build them ahead of first use")
     ops.add_argument("action", nargs="?", default="status", choices=["status", "build"])
     ops.set_defaults(func=cmd_ops)

@@ -161,7 +161,7 @@ class RunConfig:
     force: bool = False
     """Re-run even if a finished record exists, replacing it and any checkpoint."""
     snapshot_every_epochs: int = 0
-    """Also keep the model after every N epochs (checkpoint folder, snapshots/) for `spfde analyze`; 0 = never."""
+    """Also keep the model after every N epochs (checkpoint folder, snapshots/), e.g. for CKA; 0 = never."""
 
 
 @dataclass

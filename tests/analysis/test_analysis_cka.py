@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spfde_core.analysis.cka import CkaReference, centred_gram, hsic, linear_cka
+from reproductions.spfde_neurips22.analysis.cka import CkaReference, centred_gram, hsic, linear_cka
 
 
 def _random(n: int, *shape: int, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""End to end: smoke runs (sparse with snapshots, dense) -> analyze_run / `spfde analyze`."""
+"""End to end: smoke runs (sparse with snapshots, dense) -> analyze_run and the analysis command."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spfde_core.analysis.report import OUTPUT_FILES, AnalysisError, IncompleteAnalysisError, analyze_run
-from spfde_core.cli import load_config, main
+from reproductions.spfde_neurips22.analysis.cli import main
+from reproductions.spfde_neurips22.analysis.report import (
+    OUTPUT_FILES,
+    AnalysisError,
+    IncompleteAnalysisError,
+    analyze_run,
+)
+from spfde_core.cli import load_config
 from spfde_core.train.run import run_training
 
 pytestmark = pytest.mark.smoke
@@ -104,7 +110,7 @@ def test_reruns_replace_only_their_own_files(sparse_run, tmp_path, caplog) -> No
     out = tmp_path / "out"
     with pytest.raises(IncompleteAnalysisError):
         analyze_run(run_dir, no_snapshots, out_dir=out)
-    with caplog.at_level("INFO", logger="spfde_core.analysis"), pytest.raises(IncompleteAnalysisError):
+    with caplog.at_level("INFO", logger="spfde_neurips22.analysis"), pytest.raises(IncompleteAnalysisError):
         analyze_run(run_dir, no_snapshots, out_dir=out)  # unchanged outputs of ours: replaced, and said so
     assert "replaced the earlier analysis outputs" in caplog.text
     (out / "structural_similarity.png").write_bytes(b"my own plot")
@@ -118,7 +124,7 @@ def test_reruns_replace_only_their_own_files(sparse_run, tmp_path, caplog) -> No
         analyze_run(run_dir, no_snapshots, out_dir=user)
     (user / "cka.csv").unlink()
     (user / "analysis.json").write_text("{}")
-    with pytest.raises(AnalysisError, match="analysis.json exists and was not written by spfde analyze"):
+    with pytest.raises(AnalysisError, match="analysis.json exists and was not written by this analysis"):
         analyze_run(run_dir, no_snapshots, out_dir=user)
 
 
@@ -127,7 +133,7 @@ def test_cli_run_without_snapshots_still_plots_structural_similarity(sparse_run,
     empty = tmp_path / "no-snapshots"
     empty.mkdir()
     out = tmp_path / "out"
-    assert main(["analyze", str(run_dir), "--checkpoint-dir", str(empty), "--out", str(out)]) == 2
+    assert main([str(run_dir), "--checkpoint-dir", str(empty), "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert "no model snapshots" in captured.err and "run.snapshot_every_epochs=N" in captured.err
     assert str(out / "structural_similarity.png") in captured.out
@@ -137,7 +143,7 @@ def test_cli_run_without_snapshots_still_plots_structural_similarity(sparse_run,
 def test_cli_dense_run(dense_run, tmp_path, capsys) -> None:
     run_dir, _ = dense_run
     # With snapshots: CKA is written (SpFDE Fig. 1b compares dense and sparse), structural similarity is not.
-    assert main(["analyze", str(run_dir), "--probe-samples", "32", "--layers", "1,20", "--device", "cpu"]) == 2
+    assert main([str(run_dir), "--probe-samples", "32", "--layers", "1,20", "--device", "cpu"]) == 2
     captured = capsys.readouterr()
     assert "dense run" in captured.err and "needs a sparse run" in captured.err
     assert (run_dir / "analysis" / "cka.png").is_file()
@@ -145,12 +151,12 @@ def test_cli_dense_run(dense_run, tmp_path, capsys) -> None:
     # Without snapshots: nothing to do at all.
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["analyze", str(run_dir), "--checkpoint-dir", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert main([str(run_dir), "--checkpoint-dir", str(empty), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nothing to analyse" in err and "needs a sparse run" in err and "run.snapshot_every_epochs" in err
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_no_run_record(tmp_path, capsys) -> None:
-    assert main(["analyze", str(tmp_path)]) == 2
+    assert main([str(tmp_path)]) == 2
     assert "no run record here" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spfde_core.analysis.similarity import read_structural_similarity
-from spfde_core.analysis.snapshots import (
+from reproductions.spfde_neurips22.analysis.similarity import read_structural_similarity
+from reproductions.spfde_neurips22.analysis.snapshots import (
     capture_features,
     default_cka_layers,
     depth_layers,

@@ -18,7 +18,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from spfde_core.analysis._files import write_bytes
+from ._files import write_bytes
 
 __all__ = ["plot_cka", "plot_similarity_heatmap", "plot_structural_similarity"]
 

@@ -44,7 +44,7 @@ __all__ = [
     "run_work_dir",
 ]
 
-log = logging.getLogger("spfde_core.analysis")
+log = logging.getLogger("spfde_neurips22.analysis")
 
 SNAPSHOT_DIR = "snapshots"
 _SNAPSHOT_NAME = re.compile(r"^epoch(\d+)\.pt$")

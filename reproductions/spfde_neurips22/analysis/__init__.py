@@ -1,12 +1,17 @@
-"""SpFDE Fig. 1 analyses of a training run (``spfde analyze``): structural similarity and CKA.
+"""SpFDE Fig. 1 analyses of a training run: structural similarity and CKA (SpFDE Sec. 3, Fig. 1, App. A).
+
+Paper-specific, so it lives next to its reproduction and not in the library (issue 13): it reads a run's
+record, ``structural_similarity.csv`` and the model snapshots the trainer keeps with
+``run.snapshot_every_epochs=N``. From the repository root:
+``python -m reproductions.spfde_neurips22.analysis <run_dir>`` (``cli``).
 
 - ``analyze_run(run_dir, ...)``: write the PNGs and tables of one finished run (``report``);
 - ``linear_cka``, ``CkaReference``: linear CKA (``cka``);
 - ``read_structural_similarity``: a run's ``structural_similarity.csv`` as a tidy table (``similarity``);
 - ``find_snapshots``, ``load_model``, ``capture_features``...: snapshots and features (``snapshots``).
 
-Names are imported lazily, so ``import spfde_core.analysis.cka`` does not pull in seaborn.
-See docs/analysis.md.
+Names are imported lazily, so importing ``.cka`` does not pull in seaborn.
+See README.md in this folder.
 """
 
 from __future__ import annotations

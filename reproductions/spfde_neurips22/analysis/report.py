@@ -10,7 +10,7 @@ What it writes (fixed names, into ``<run_dir>/analysis/`` unless told otherwise)
 - ``analysis.json``: what was written (with content hashes), from what, with which settings.
 
 It never overwrites a file it did not write: an output name that already exists is replaced only
-when ``analysis.json`` lists it with the same content hash (written by an earlier ``spfde analyze``
+when ``analysis.json`` lists it with the same content hash (written by an earlier analysis
 and untouched since); anything else stops the command before any work, naming the file.
 """
 
@@ -27,11 +27,14 @@ import pandas as pd
 import torch
 
 from spfde_core import atomic, records
-from spfde_core.analysis import plots
-from spfde_core.analysis._files import sha256
-from spfde_core.analysis.cka import CkaReference
-from spfde_core.analysis.similarity import SIMILARITY_FILE, read_structural_similarity
-from spfde_core.analysis.snapshots import (
+from spfde_core.data import PreparedDataError
+from spfde_core.models import build_model
+
+from . import plots
+from ._files import sha256
+from .cka import CkaReference
+from .similarity import SIMILARITY_FILE, read_structural_similarity
+from .snapshots import (
     capture_features,
     default_cka_layers,
     depth_layers,
@@ -42,10 +45,8 @@ from spfde_core.analysis.snapshots import (
     resolve_layers,
     run_work_dir,
 )
-from spfde_core.data import PreparedDataError
-from spfde_core.models import build_model
 
-log = logging.getLogger("spfde_core.analysis")
+log = logging.getLogger("spfde_neurips22.analysis")
 
 __all__ = ["MANIFEST_FILE", "OUTPUT_FILES", "AnalysisError", "IncompleteAnalysisError", "analyze_run"]
 
@@ -58,7 +59,7 @@ OUTPUT_FILES = {
 }
 """Output key -> file name; the only names ``analyze_run`` writes besides the manifest."""
 MANIFEST_FILE = "analysis.json"
-_WRITER = "spfde analyze"
+_WRITER = "spfde analyze"  # the manifest's identity (the command's former name): earlier outputs stay ours
 
 
 class AnalysisError(Exception):
@@ -94,7 +95,7 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("written_by") != _WRITER:
-        raise AnalysisError(f"{path} exists and was not written by spfde analyze; move it away or pass --out DIR")
+        raise AnalysisError(f"{path} exists and was not written by this analysis; move it away or pass --out DIR")
     return manifest
 
 
@@ -107,7 +108,7 @@ def _check_overwrites(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
             continue
         if manifest["files"].get(name, {}).get("sha256") != sha256(path):
             raise AnalysisError(
-                f"{path} exists and is not an unchanged output of an earlier spfde analyze "
+                f"{path} exists and is not an unchanged output of an earlier analysis "
                 "(not listed in analysis.json, or edited since); move it away or pass --out DIR"
             )
         replaced.append(name)
