@@ -17,6 +17,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from spfde_core.continual.config import ContinualConfig, check_continual
+
 
 @dataclass
 class SyntheticConfig:
@@ -202,6 +204,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
     """Feature-map caching of the frozen prefix, composable with every freezing method (off by default)."""
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+    """Continual learning over task splits (docs/continual.md); off by default."""
 
 
 ConfigStore.instance().store(name="base_config", node=Config)
@@ -421,6 +425,7 @@ def validate(cfg: DictConfig) -> None:
         _check(name in registry, f"{axis}.name", f"one of {', '.join(registry.names())}", name)
     check_method_domains(cfg)  # every numeric method field, in the field the user typed (not a derived one)
     check_feature_cache(cfg)
+    check_continual(cfg)
     _check(
         cfg.run.snapshot_every_epochs >= 0,
         "run.snapshot_every_epochs",

@@ -120,6 +120,30 @@ class TensorLoader:
     def __len__(self) -> int:
         return num_batches(self.num_samples, self.batch_size, self.drop_last)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """(N,) int64 labels of the whole split, by original sample index (on ``device``)."""
+        return self._labels
+
+    def make_batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
+        """The samples ``indices`` as one batch, outside the epoch's pass (a rehearsal buffer's draw).
+
+        With ``generator`` (a CPU generator) the batch gets this loader's train augmentation, drawn from it
+        in the pass's order (crop dy, crop dx, flip); without one, no augmentation. Normalised like a pass.
+        """
+        idx = indices.to(self.device, torch.int64)
+        x = self._images[idx]
+        if generator is not None:
+            n = idx.numel()
+            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator).to(self.device)
+            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator).to(self.device)
+            flip = (torch.rand(n, generator=generator) < 0.5).to(self.device)
+            x = self._augment(x, dy, dx, flip)
+        x = x.float().mul_(self._scale).add_(self._shift)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return Batch(images=x, labels=self._labels[idx], indices=idx)
+
     def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         # Pad in uint8 pixel space with 0 (like torchvision Pad before ToTensor), then take every
         # sample's crop, mirrored or not, with a single gather.

@@ -84,6 +84,10 @@ class TrainState:
     epoch_loader: Any = None
     """Replaces ``train_loader`` for this epoch's training pass only, or None: the feature cache's loader of
     cached frozen-prefix maps (its batches start at block ``start_block``). Set at epoch start, not checkpointed."""
+    loss_logits: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Maps the model's logits to those the current batch's loss sees, or None (the logits themselves): continual
+    learning puts other tasks' classes at -inf (SparCL's --use_cl_mask). ``StepOutput`` keeps the model's own
+    logits. Set at epoch start, not checkpointed."""
 
 
 class Callback(Protocol):

@@ -51,7 +51,8 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
         with autocast(state):
             logits = forward(batch.images, start_block=start_block) if start_block else forward(batch.images)
         logits = logits.float()
-        losses = F.cross_entropy(logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing)
+        loss_logits = logits if state.loss_logits is None else state.loss_logits(logits)  # continual: task mask
+        losses = F.cross_entropy(loss_logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
         if dist is None:
             losses.mean().backward()

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from spfde_core import distributed, provenance, records
 from spfde_core.config import ConfigError, config_hash, non_default_values, validate
+from spfde_core.continual.build import continual_callbacks
 from spfde_core.cost import CostMeter
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.feature_cache import feature_cache_callbacks
@@ -139,6 +140,9 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             methods += registry.get(cfg[axis].name)(cfg[axis], state)
         except ValueError as err:  # a method's own config check: report it like any config error
             raise ConfigError(f"{axis}={cfg[axis].name}: {err}") from None
+    # Continual learning (docs/continual.md), [] unless continual.name is set: first, so the task's data and the
+    # rehearsal gradient are in place before any method's hook reads them.
+    methods = [*continual_callbacks(cfg, state), *methods]
     try:  # sparse layers on the sparse CPU kernels where faster (docs/sparse_kernels.md)
         methods += attach_sparse_kernels(methods, cfg, device)
     except SparseKernelUnavailable as err:
