@@ -38,6 +38,6 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def torch_save(path: Path, obj: Any) -> None:
-    import torch  # here: the leaderboard, the planner and the sweep runner need no torch
+    import torch  # here: the leaderboard, the planner and the runner need no torch
 
     _atomic(path, lambda f: torch.save(obj, f))

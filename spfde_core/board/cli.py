@@ -7,8 +7,7 @@
     spfde board plan --check                         fail if params.yaml is stale
     spfde board run --jobs 4 [--only GLOB]           train planned runs in parallel, each worker pinned
         [--cpus-per-job K] [--gpus auto|none|0,1]     to its cores and one GPU
-    spfde board sweep [OVERRIDES] [--only GLOB]      the same runs as a Hydra multirun: any launcher (SLURM)
-    (after either: `dvc commit -f prepare train && dvc repro` rebuilds the leaderboard)
+    (then `dvc commit -f prepare train && dvc repro` rebuilds the leaderboard)
 
 Errors (spec, paper.csv, plan, record) are ConfigError/RecordError: `spfde` prints them, exit status 2.
 """
@@ -89,13 +88,6 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise PlanError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs under checkpoints/logs/)")
 
 
-def cmd_sweep(args: argparse.Namespace) -> None:
-    from spfde_core.board.sweep import sweep
-
-    launched = sweep(Path(args.repo), only=args.only, overrides=args.overrides, dry_run=args.dry_run)
-    print(f"{launched} run(s) {'would be ' if args.dry_run else ''}swept")
-
-
 def add_board_parser(sub: argparse._SubParsersAction) -> None:
     board = sub.add_parser("board", help="leaderboard from run records; `board plan` / `board run` for pipelines")
     board.add_argument("--repo", default=".", help="repository root (default: .)")
@@ -129,8 +121,3 @@ def add_board_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--dry-run", action="store_true", help="print the commands and shares, train nothing")
     run.set_defaults(func=cmd_run)
-    sweep = actions.add_parser("sweep", help="the planned runs without a record as a Hydra multirun (any launcher)")
-    sweep.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. hydra/launcher=slurm nproc_per_node=2")
-    sweep.add_argument("--only", action="append", help="only stage keys matching this glob (repeatable)")
-    sweep.add_argument("--dry-run", action="store_true", help="print the Hydra command, launch nothing")
-    sweep.set_defaults(func=cmd_sweep)

@@ -11,9 +11,9 @@ By default a plan holds only the runs whose record exists (``results/runs/.../me
 the runs without a record too, and then ``dvc repro`` trains them. ``pending_summary`` says how many runs a
 command is about to start and the estimated time, before it starts them.
 
-``spfde board run --jobs N`` (``runner``) and ``spfde board sweep`` (``sweep``: Hydra launchers, SLURM)
-train the planned runs in parallel outside DVC (``dvc repro`` runs one stage at a time); ``dvc commit
--f prepare train`` then records them so ``dvc repro`` only rebuilds the leaderboard.
+``spfde board run --jobs N`` (``runner``) trains the planned runs in parallel outside DVC (``dvc repro``
+runs one stage at a time); ``dvc commit -f prepare train`` then records them so ``dvc repro`` only
+rebuilds the leaderboard.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def rebuild_command(repo: Path) -> str:
     """The ``dvc repro`` that rebuilds the leaderboard after ``commit_command``.
 
     With every planned run recorded a plain ``dvc repro`` has nothing left to train. After a partial
-    run or sweep it would train every planned run still missing (hundreds, for a whole profile), so
+    run it would train every planned run still missing (hundreds, for a whole profile), so
     the leaderboard stage is then rebuilt alone (``--single-item``).
     """
     runs = read_params(repo).get("runs") or {}

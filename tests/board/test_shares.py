@@ -1,4 +1,4 @@
-"""Device shares of `spfde board run` (pure logic) and the sweep's Hydra configs (composition only)."""
+"""Device shares of `spfde board run` (pure logic)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import sys
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 from spfde_core.board.runner import commit_command, rebuild_command
 from spfde_core.board.shares import Share, ShareError, plan_shares, resolve_gpus
-from spfde_core.board.sweep import job_command, sweep_command
 from spfde_core.pin import format_cpus, parse_cpus
 
 
@@ -81,37 +78,6 @@ def test_pin_wrapper_pins_then_becomes_the_command() -> None:
     assert out[0].startswith(f"pinned: pid {pid} affinity {cpu} ") and out[1] == f"child sees [{cpu}] {pid}"
     bad = subprocess.run([sys.executable, "-m", "spfde_core.pin", "x", "--", "true"], capture_output=True, text=True)
     assert bad.returncode == 2 and "CPUS: expected a list like 0-3,8" in bad.stderr
-
-
-def test_sweep_commands_quote_keys_and_run_torchrun_for_several_processes(tmp_path) -> None:
-    cmd = sweep_command(tmp_path, ["a-seed0", "b-seed1"], ["hydra/launcher=slurm"])
-    assert cmd[2:] == [
-        "spfde_core.board.sweep", "--multirun", "key='a-seed0','b-seed1'", f"repo='{tmp_path.resolve()}'",
-        "hydra/launcher=slurm",
-    ]  # fmt: skip
-    assert job_command("profile=cpu run.seed=1", 1)[1:] == [
-        "-m", "spfde_core.cli", "train", "profile=cpu", "run.seed=1", "train.progress=false",
-    ]  # fmt: skip
-    assert job_command("profile=cpu", 4)[1:6] == [
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m",
-    ]  # fmt: skip
-
-
-def test_slurm_preset_composes_onto_hydras_submitit_launcher() -> None:
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
-    overrides = ["key=k", "repo=/r", "hydra/launcher=slurm", "nproc_per_node=2", "hydra.launcher.partition=gpu"]
-    with initialize_config_module(config_module="spfde_core.board.sweep_conf", version_base="1.3"):
-        cfg = compose(config_name="sweep", overrides=overrides, return_hydra_config=True)
-    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher["gpus_per_node"], launcher["tasks_per_node"], launcher["partition"]) == (2, 1, "gpu")
-    assert launcher["max_num_timeout"] == 3 and launcher["submitit_folder"].startswith("/r/checkpoints/sweeps/")
-    assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${key}"
-    with (
-        pytest.raises(Exception, match="not_a_slurm_option"),
-        initialize_config_module(config_module="spfde_core.board.sweep_conf", version_base="1.3"),
-    ):  # the launcher's schema is structured: a misspelt option fails at composition, before any job
-        compose(config_name="sweep", overrides=[*overrides, "hydra.launcher.not_a_slurm_option=1"])
 
 
 def test_share_is_hashable_and_frozen() -> None:

@@ -1,5 +1,5 @@
-"""Sweeps end to end: 2 smoke runs in parallel (pinned `spfde board run`, or a Hydra multirun through the
-submitit launcher), then the leaderboard holds both; the same closing commands as in the README."""
+"""`spfde board run` end to end: 2 smoke runs in parallel, each pinned to its own core, then the
+leaderboard holds both; the same closing commands as in the README."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from pipeline_helpers import DVC, SPFDE, copy_repo, run
 
 from spfde_core.board.shares import available_cpus
-from spfde_core.board.sweep import sweep
 
 pytestmark = pytest.mark.smoke
 
@@ -70,16 +69,3 @@ def test_board_run_pins_two_parallel_runs_then_dvc_rebuilds_only_the_leaderboard
     out = run([DVC, "repro"], repo)
     assert "Running stage 'leaderboard'" in out and "Running stage 'train@" not in out, out
     _leaderboard_has_both_runs(repo)
-
-
-def test_hydra_sweep_through_the_submitit_launcher_then_the_leaderboard(repo: Path) -> None:
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
-    out = run([*SPFDE, "board", "sweep", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"], repo)
-    assert "2 run(s) swept" in out, out
-    jobs = sorted((repo / "checkpoints" / "sweeps").glob("*/.submitit/*/*_log.out"))
-    logs = "".join(p.read_text() for p in jobs)
-    assert len(jobs) == 2 and all(f"# spfde board sweep: {k}: pid" in logs for k in KEYS), logs[-2000:]
-    _records(repo)
-    run([*SPFDE, "board", "--no-plots"], repo)
-    _leaderboard_has_both_runs(repo)
-    assert sweep(repo, overrides=["hydra/launcher=submitit_local"]) == 0  # all recorded: nothing is launched
