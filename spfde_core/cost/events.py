@@ -73,6 +73,8 @@ class RunShape:
     samples_per_epoch: int
     batch_size: int
     num_classes: int
+    frozen: list[int] | None = None
+    """Per training epoch, the frozen prefix of the freezing plan (None: nothing frozen)."""
     _extra: dict[tuple[int, bool], int] = field(default_factory=dict, repr=False)
 
     def dense_weight_grad_extra(self, epoch: int, every_layer: bool = False) -> int:
@@ -81,7 +83,8 @@ class RunShape:
         if key not in self._extra:
             active = self.actives[epoch]
             layers = {op.module for op in self.profile.weight_ops()} if every_layer else set(active)
-            self._extra[key] = dense_weight_grad_extra(self.profile, active, 0, layers)
+            k = self.frozen[epoch] if self.frozen else 0  # a frozen layer computes no weight gradient at all
+            self._extra[key] = dense_weight_grad_extra(self.profile, active, k, layers)
         return self._extra[key]
 
     def dense_scoring_flops(self, passes: dict[str, int]) -> int:

@@ -13,8 +13,15 @@ file (``sparsity/config.py``: ``SparseConfig.predicted_sparsities`` and ``predic
   sparsities;
 - overheads (RigL's and SNFS's dense weight gradients, SNIP's and GraSP's scoring passes) are
   what the meter charges for the method's ``CostEvent`` s;
-- freezing and sieving methods other than ``none`` are not modelled here (counted as no freezing /
-  full data; the report says so); the meter measures them in a run.
+- freezing: a method whose plan is fixed before training (``PrefixFreezing``: spfde_progressive,
+  linear, freezeout) is built on the meta model and its frozen prefix per epoch is charged as the
+  meter charges it (``freezing/prefix.py: predicted_frozen_blocks``); a method deciding online
+  (autofreeze) is counted as no freezing (the report says so);
+- feature caching (``feature_cache.store``): per epoch the blocks read from the cache (their
+  forward is not charged), the building passes and the cache bytes come from the cache's own file
+  (``freezing/feature_cache.py: predict_cache``); memory is the model of the frozen-prefix step (the
+  cache itself lives in host memory or on disk: its bytes are reported apart);
+- sieving methods other than ``none`` are not modelled (counted as full data; the report says so).
 
 Training samples per epoch: 50,000 for CIFAR-10/100, ``data.synthetic.num_train`` for synthetic,
 1,281,167 for ImageNet (ILSVRC-2012 train); test samples 10,000 / ``num_test`` / 50,000.
@@ -31,7 +38,7 @@ import torch
 from omegaconf import DictConfig
 
 from spfde_core.cost.events import Overheads, RunShape
-from spfde_core.cost.flops import Split, op_flops, sample_flops, sample_macs
+from spfde_core.cost.flops import Split, op_flops, op_macs, prefix_forward, sample_flops, total
 from spfde_core.cost.layers import ModelProfile, profile_model
 from spfde_core.cost.memory import SPARSE_FORMAT, memory_model
 from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, input_shape_of
@@ -73,6 +80,8 @@ class CostReport:
     samples: dict[str, Any]
     memory: dict[str, Any]
     assumptions: list[str] = field(default_factory=list)
+    feature_cache: dict[str, Any] | None = None
+    """``feature_cache.store`` on: the planned builds, their FLOPs and bytes (``CachePrediction.as_dict``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
@@ -131,6 +140,9 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     Returns:
         A ``CostReport`` (``format_cost_table`` prints it; ``to_dict`` for JSON).
     """
+    from spfde_core.freezing.feature_cache import predict_cache
+    from spfde_core.freezing.prefix import predicted_frozen_blocks
+
     num_train, num_test, num_classes = dataset_sizes(cfg)
     model = _build_meta_model(cfg, num_classes)
     profile = profile_model(model, input_shape_of(cfg))
@@ -141,38 +153,55 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     sparsities = epoch_sparsities(cfg, model)
     actives = [_active_counts(cfg, model, s) for s in sparsities]
     assumptions = [f"sparsity={cfg.sparsity.name}: see spfde_core/cost/predict.py for what is assumed"]
-    for axis in ("freezing", "sieving"):
-        if cfg[axis].name != "none":
-            assumptions.append(f"{axis}={cfg[axis].name} is not modelled by the prediction: counted as none")
+    frozen = predicted_frozen_blocks(cfg, model)
+    if frozen is None:
+        assumptions.append(f"freezing={cfg.freezing.name} decides online: not modelled, counted as none")
+        frozen = [0] * epochs
+    cached = predict_cache(cfg, model, profile, frozen, actives, num_train)
+    skips = cached.start_block if cached else [0] * epochs
+    if cfg.sieving.name != "none":
+        assumptions.append(f"sieving={cfg.sieving.name} is not modelled by the prediction: counted as none")
+        if cached:
+            assumptions.append("feature cache: every sample counted as cached (sieving caches the active set only)")
 
     dense = sample_flops(profile).total
-    cache: dict[tuple, tuple[list[Split], Split, int]] = {}
+    cache: dict[tuple, dict[str, Any]] = {}
 
-    def costs(active: dict[str, int]) -> tuple[list[Split], Split, int]:
-        key = tuple(sorted(active.items()))
+    def costs(active: dict[str, int], k: int, skip: int) -> dict[str, Any]:
+        """Per-sample costs of a step with ``k`` blocks frozen, the first ``skip`` read from the feature cache."""
+        key = (tuple(sorted(active.items())), k, skip)
         if key not in cache:
-            ops = op_flops(profile, active, 0)
-            eval_fwd = sample_flops(profile, active, 0, mode="eval").forward
-            cache[key] = (ops, sample_macs(profile, active, 0), eval_fwd)
+            skipped = prefix_forward(profile, None, skip)[0] if skip else 0
+            cache[key] = {
+                "ops": _no_forward_before(profile, op_flops(profile, active, k), skip),
+                "macs": total(_no_forward_before(profile, op_macs(profile, active, k), skip), unit="MACs"),
+                "eval": sample_flops(profile, active, k, mode="eval").forward,
+                "frozen_dense": sample_flops(profile, None, k).total - skipped,
+                "memory": memory_model(profile, active, k, memory_batch_size).as_dict(),
+            }
         return cache[key]
 
     op_totals = [Split() for _ in profile.ops]
     macs = Split(unit="MACs")
-    eval_total = eval_passes = 0
+    eval_total = eval_passes = saving_freezing = 0
     memories = []
     for epoch, active in enumerate(actives):
-        ops, m, eval_fwd = costs(active)
-        op_totals = [a + o.scale(per_epoch) for a, o in zip(op_totals, ops, strict=True)]
-        macs = macs + m.scale(per_epoch)
+        c = costs(active, frozen[epoch], skips[epoch])
+        op_totals = [a + o.scale(per_epoch) for a, o in zip(op_totals, c["ops"], strict=True)]
+        macs = macs + c["macs"].scale(per_epoch)
+        saving_freezing += per_epoch * (dense - c["frozen_dense"])
         if (epoch + 1) % int(t.eval_every_epochs) == 0 or epoch + 1 == epochs:
-            eval_total += num_test * eval_fwd
+            eval_total += num_test * c["eval"]
             eval_passes += 1
-        memories.append(memory_model(profile, active, 0, memory_batch_size).as_dict())
+        memories.append(c["memory"])
     steps = sum(op_totals, Split())
     baseline = epochs * per_epoch * dense
-    run = RunShape(profile, actives, epochs, steps_per_epoch, per_epoch, batch, num_classes)
+    run = RunShape(profile, actives, epochs, steps_per_epoch, per_epoch, batch, num_classes, frozen=frozen)
     overheads = _overheads(cfg, run)
-    total = steps.total + overheads["total"]
+    if cached and sum(cached.build_flops):
+        overheads["feature_cache_build"] = sum(cached.build_flops)
+        overheads["total"] += overheads["feature_cache_build"]
+    total_flops = steps.total + overheads["total"]
     rows = _rows(profile, op_totals, actives, epochs * per_epoch)
     max_mem = max(memories, key=lambda mm: mm["total"]) if memories else None
     min_mem = min(memories, key=lambda mm: mm["total"]) if memories else None
@@ -188,15 +217,22 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
             "target": cfg.sparsity.get("target"),
             "freezing": cfg.freezing.name,
             "sieving": cfg.sieving.name,
+            "feature_cache": cfg.feature_cache.store if cfg.get("feature_cache") else "none",
+            "frozen_blocks_per_epoch": frozen,
         },
         rows=rows,
         training_flops={
             "baseline_dense_full_data": baseline,
             "steps": steps.as_dict(),
-            "savings": {"order": list(SAVING_ORDER), "sieving": 0, "freezing": 0, "sparsity": baseline - steps.total},
+            "savings": {
+                "order": list(SAVING_ORDER),
+                "sieving": 0,
+                "freezing": saving_freezing,
+                "sparsity": baseline - saving_freezing - steps.total,
+            },
             "overheads": overheads,
-            "total": total,
-            "ratio_to_dense": total / baseline if baseline else None,
+            "total": total_flops,
+            "ratio_to_dense": total_flops / baseline if baseline else None,
             "ratio_steps_only": steps.total / baseline if baseline else None,
         },
         conv_linear_macs=macs.as_dict(),
@@ -219,7 +255,17 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
             "dense_bytes": memory_model(profile, None, 0, memory_batch_size).total,
         },
         assumptions=assumptions,
+        feature_cache=cached.as_dict() if cached else None,
     )
+
+
+def _no_forward_before(profile: ModelProfile, splits: list[Split], skip: int) -> list[Split]:
+    """Per-op work of a step reading the first ``skip`` blocks' maps from the feature cache: their forward is
+    not run (the meter's rule, ``CostMeter._costs``); a frozen prefix has no backward work to drop."""
+    return [
+        Split(0, s.input_grad, s.weight_grad, s.unit) if op.block < skip else s
+        for op, s in zip(profile.ops, splits, strict=True)
+    ]
 
 
 def _overheads(cfg: DictConfig, run: RunShape) -> dict[str, int]:
@@ -334,7 +380,9 @@ def format_cost_table(report: CostReport) -> str:
         f"training steps     {_si(steps['total'], 'FLOPs')}  (forward {_si(steps['forward'], 'FLOPs')}, input grad "
         f"{_si(steps['input_grad'], 'FLOPs')}, weight grad {_si(steps['weight_grad'], 'FLOPs')})",
         f"method overheads   {_si(ov['total'], 'FLOPs')}  (dense weight grads {_si(ov['dense_weight_grad'], 'FLOPs')}, "
-        f"scoring passes {_si(ov['scoring_passes'], 'FLOPs')})",
+        f"scoring passes {_si(ov['scoring_passes'], 'FLOPs')}"
+        + (f", feature cache builds {_si(ov['feature_cache_build'], 'FLOPs')}" if "feature_cache_build" in ov else "")
+        + ")",
         f"training total     {_si(tf['total'], 'FLOPs')}",
         f"dense baseline     {_si(tf['baseline_dense_full_data'], 'FLOPs')}  (dense, full data, no freezing)",
         f"training FLOPs (x) {ratio:.4f}" if ratio is not None else "training FLOPs (x) -",
@@ -345,5 +393,12 @@ def format_cost_table(report: CostReport) -> str:
         f"{_si(mem['max_bytes'], 'B')} (fp32, batch {mem['batch_size']}; dense {_si(mem['dense_bytes'], 'B')}; "
         f"sparse weights: {mem['sparse_format']})",
     ]
+    fc = report.feature_cache
+    if fc is not None:
+        sizes = ", ".join(f"k={k}: {_si(b, 'B')}" for k, b in fc["bytes_by_frozen_blocks"].items()) or "-"
+        lines.append(
+            f"feature cache      {len(fc['builds'])} builds, largest {_si(fc['max_bytes'], 'B')} (by frozen blocks: "
+            f"{sizes}); {len(fc['fallbacks'])} epochs over budget, recomputed"
+        )
     lines += [f"note: {a}" for a in report.assumptions]
     return "\n".join(lines)

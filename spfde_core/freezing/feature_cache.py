@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 _VIEW_STREAM = 1 << 31  # epoch-generator "epochs" of the cache's own draws: disjoint from the loader's
 _PROBE_STREAM = (1 << 31) + (1 << 30)
 _PICK_STREAM = (1 << 31) + (1 << 29)
+PROBE_FORWARDS = 2  # per probe sample: the augmented image and the un-augmented one
 
 CHOICES = {
     "label": "Rethinking-the-Potential-of-Layer-Freezing-style (arXiv 2508.15033); no code public, rules ours",
@@ -59,7 +61,8 @@ CHOICES = {
     "resume": "the cache is not checkpointed: rebuilt deterministically at the first epoch after a resume; "
     "that rebuild is not charged again (the uninterrupted run paid for it once)",
     "cost": "steps on cached maps are charged without the prefix's forward (a freezing saving); the building "
-    "passes (eval-mode prefix forwards, 1 + views for similarity) as overhead feature_cache_build",
+    "passes (eval-mode prefix forwards, 1 + views for similarity, plus 2 per probe sample at a full build) as "
+    "overhead feature_cache_build",
     "naive_map_transform": "crop offset and padding scaled by map/image size and rounded; zero padding in map "
     "space; flip = flip of the map's width axis",
     "similarity_sensitivity": "1 - mean over probe samples of the cosine similarity of a channel's map of the "
@@ -79,6 +82,50 @@ def storage_dtype(fc: DictConfig, k: int, num_blocks: int) -> str:
     if fc.compression != "progressive":
         return str(fc.compression)
     return "fp16" if k / max(num_blocks - 1, 1) < fc.int8_from else "int8"
+
+
+def channel_split(fc: DictConfig, c: int) -> tuple[int, int]:
+    """(channels stored once, channels stored per view) of a map with ``c`` channels."""
+    if fc.augment != "similarity":
+        return c, 0
+    s = max(1, math.ceil(fc.sensitive_fraction * c))
+    return c - s, s
+
+
+def cache_bytes(fc: DictConfig, shape: tuple[int, int, int], k: int, num_blocks: int, rows: int) -> int:
+    """Bytes of the cache of the first ``k`` blocks holding ``rows`` samples of (C, h, w) maps.
+
+    The channels stored once plus ``views`` copies of the sensitive ones (similarity), at the
+    storage of prefix ``k``; int8 adds one fp32 scale per channel (base and view stores together hold
+    one per channel). What ``FeatureCache.nbytes`` holds after a build of ``rows`` samples.
+    """
+    c, h, w = shape
+    rest, sens = channel_split(fc, c)
+    dtype = storage_dtype(fc, k, num_blocks)
+    scales = 4 * c if dtype == "int8" else 0
+    return rows * (rest + sens * int(fc.views)) * h * w * BYTES[dtype] + scales
+
+
+def prefix_map_shape(model: Any, k: int, image_size: int, device: Any) -> tuple[int, int, int]:
+    """(C, h, w) of the first ``k`` blocks' output for one image (a meta-device model works too)."""
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for block in model.blocks[:k]:
+            x = block(x)
+    model.train(was)
+    return tuple(x.shape[1:])
+
+
+def over_budget_message(fc: DictConfig, need: int, k: int, num_blocks: int, epoch: int | None) -> str:
+    when = f"at epoch {epoch}" if epoch is not None else "in the freezing plan"
+    return (
+        f"feature_cache.budget_bytes: the cache of the first {k} blocks needs {need} bytes {when} "
+        f"(storage {storage_dtype(fc, k, num_blocks)}), over the budget of {fc.budget_bytes}; "
+        "raise feature_cache.budget_bytes, choose feature_cache.compression=int8 or progressive, or "
+        "feature_cache.over_budget=recompute"
+    )
 
 
 def map_transform(maps: torch.Tensor, image_size: int, pad: int, dy: Any, dx: Any, flip: Any) -> torch.Tensor:
@@ -246,27 +293,10 @@ class FeatureCache:
         return self._shapes[k]
 
     def _probe_shape(self, state: Any, k: int) -> tuple[int, int, int]:
-        x = torch.zeros(1, 3, self.image_size, self.image_size, device=state.device)
-        was = state.model.training
-        state.model.eval()
-        with torch.no_grad():
-            for block in state.model.blocks[:k]:
-                x = block(x)
-        state.model.train(was)
-        return tuple(x.shape[1:])
-
-    def _channels(self, c: int) -> tuple[int, int]:
-        """(channels stored once, channels stored per view)."""
-        if self.fc.augment != "similarity":
-            return c, 0
-        s = max(1, math.ceil(self.fc.sensitive_fraction * c))
-        return c - s, s
+        return prefix_map_shape(state.model, k, self.image_size, state.device)
 
     def _bytes(self, state: Any, k: int, rows: int) -> int:
-        c, h, w = self._map_shape(state, k)
-        rest, sens = self._channels(c)
-        per = BYTES[storage_dtype(self.fc, k, self.num_blocks)]
-        return rows * (rest + sens * int(self.fc.views)) * h * w * per
+        return cache_bytes(self.fc, self._map_shape(state, k), k, self.num_blocks, rows)
 
     def _planned_bytes(self, state: Any) -> dict[str, Any]:
         """Worst planned cache over the run (full training set), from prefix-freezing plans; refuse early."""
@@ -282,13 +312,7 @@ class FeatureCache:
         return {"known": True, "bytes_by_frozen_blocks": sizes, "max_bytes": worst, "samples": n}
 
     def _over_budget_message(self, need: int, k: int, epoch: int | None) -> str:
-        when = f"at epoch {epoch}" if epoch is not None else "in the freezing plan"
-        return (
-            f"feature_cache.budget_bytes: the cache of the first {k} blocks needs {need} bytes {when} "
-            f"(storage {storage_dtype(self.fc, k, self.num_blocks)}), over the budget of {self.fc.budget_bytes}; "
-            "raise feature_cache.budget_bytes, choose feature_cache.compression=int8 or progressive, or "
-            "feature_cache.over_budget=recompute"
-        )
+        return over_budget_message(self.fc, need, k, self.num_blocks, epoch)
 
     # ---- building --------------------------------------------------------------------------------
     def _prefix(self, state: Any, k: int, images: torch.Tensor) -> torch.Tensor:
@@ -328,12 +352,13 @@ class FeatureCache:
                 views.append(torch.stack(vs, 1))
         return torch.cat(base), (torch.cat(views) if self.sensitive else None)
 
-    def _measure_sensitivity(self, state: Any, k: int, active: torch.Tensor) -> None:
+    def _measure_sensitivity(self, state: Any, k: int, active: torch.Tensor) -> int:
+        """Pick the sensitive channels on the probe batch; returns its size (2 prefix forwards each)."""
         loader, c = state.train_loader, self._map_shape(state, k)[0]
-        rest, s = self._channels(c)
+        rest, s = channel_split(self.fc, c)
         if not s:
             self.sensitive, self.rest, self.sensitivity = [], list(range(c)), []
-            return
+            return 0
         probe = active[: int(self.fc.probe_samples)]
         gen = epoch_generator(state.cfg.run.seed, _PROBE_STREAM + k)
         n = probe.numel()
@@ -350,6 +375,7 @@ class FeatureCache:
         self.sensitive = sorted(order[:s].tolist())
         self.rest = sorted(order[s:].tolist())
         self.sensitivity = [round(float(v), 6) for v in sens]
+        return int(n)
 
     def _build(self, state: Any, k: int, charge: bool = True) -> None:
         self._drop()
@@ -364,7 +390,7 @@ class FeatureCache:
                 torch.randint(0, 2 * loader.pad + 1, (n_all, kv), generator=gen),
                 torch.rand(n_all, kv, generator=gen) < 0.5,
             )
-        self._measure_sensitivity(state, k, active)
+        probed = self._measure_sensitivity(state, k, active)
         base, views = self._compute(state, k, active)
         dtype = storage_dtype(self.fc, k, self.num_blocks)
         disk = self.fc.store == "disk"
@@ -391,7 +417,11 @@ class FeatureCache:
         forwards = 1 + (int(self.fc.views) if self.sensitive else 0)
         if charge:
             self.pending.append({"blocks": k, "samples": len(active), "forwards": forwards})
-            self.builds.append(self._build_entry(state, k, len(active), dtype, forwards, "built"))
+            if probed:  # the sensitivity probe: each sample's augmented and un-augmented map
+                self.pending.append({"blocks": k, "samples": probed, "forwards": PROBE_FORWARDS})
+            entry = self._build_entry(state, k, len(active), dtype, forwards, "built")
+            entry["probe_samples"] = probed
+            self.builds.append(entry)
 
     def _charge_active_change(self, state: Any, before: list[int]) -> None:
         """After a resume rebuild: charge and record what the uninterrupted run's update would have."""
@@ -557,6 +587,94 @@ class CachedLoader:
             maps = self.cache.batch_maps(self.state, idx, draws, None if pick is None else pick[start:end])
             dev_idx = idx.to(loader.device)
             yield Batch(images=maps, labels=loader._labels[dev_idx], indices=dev_idx)
+
+
+@dataclass
+class CachePrediction:
+    """The cache's part of ``spfde cost`` (``spfde_core/cost/predict.py``), epoch by epoch."""
+
+    start_block: list[int]
+    """Per training epoch: leading blocks whose maps are read from the cache (0: uncached, the prefix runs)."""
+    build_flops: list[int]
+    """Per training epoch: FLOPs of the building passes, charged by the meter at the epoch's first step."""
+    builds: list[dict[str, Any]]
+    fallbacks: list[dict[str, Any]]
+    bytes_by_frozen_blocks: dict[int, int]
+    """Cache bytes of each planned prefix over the whole training set (what a build of it holds)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bytes_by_frozen_blocks": self.bytes_by_frozen_blocks,
+            "max_bytes": max((b["bytes"] for b in self.builds), default=0),
+            "build_flops": sum(self.build_flops),
+            "builds": self.builds,
+            "fallbacks": self.fallbacks,
+        }
+
+
+def predict_cache(
+    cfg: DictConfig, model: Any, profile: Any, frozen: list[int], actives: list[dict[str, int]], num_train: int
+) -> CachePrediction | None:
+    """What the cache does over a run whose frozen prefix per epoch (``frozen``) is known before training.
+
+    The rules of ``FeatureCache.on_epoch_start`` with every sample active (sieving is not predicted):
+    a build of all ``num_train`` samples at each epoch whose non-zero prefix k differs from the
+    previous epoch's (or follows an uncached epoch) and whose cache fits ``budget_bytes``; an epoch
+    over the budget runs uncached (``over_budget=recompute``), or the ConfigError the run raises
+    before training is raised here (``refuse``). A build costs eval-mode forwards of the prefix at the
+    epoch's active weights: 1 per sample, plus ``views`` per sample and 2 per probe sample with
+    ``augment=similarity``. None when ``feature_cache.store`` is none.
+    """
+    from spfde_core.cost.flops import prefix_forward
+
+    fc = cfg.get("feature_cache")
+    if fc is None or fc.store == "none":
+        return None
+    num_blocks = len(model.blocks)
+    device = next(model.parameters()).device
+    image_size = int(profile.input_shape[-1])
+    ks = sorted(set(frozen) - {0})
+    shapes = {k: prefix_map_shape(model, k, image_size, device) for k in ks}
+    sizes = {k: cache_bytes(fc, shapes[k], k, num_blocks, num_train) for k in ks}
+    worst = max(sizes.values(), default=0)
+    if worst > fc.budget_bytes and fc.over_budget == "refuse":
+        raise ConfigError(over_budget_message(fc, worst, max(sizes, key=sizes.get), num_blocks, None))
+    start, flops, builds, fallbacks = [], [], [], []
+    last, have = None, False
+    for epoch, k in enumerate(frozen):
+        changed, last = k != last, k
+        cost = 0
+        if k and sizes[k] > fc.budget_bytes:
+            fallbacks.append({"epoch": epoch, "frozen_blocks": k, "bytes_needed": sizes[k]})
+        if not k or sizes[k] > fc.budget_bytes:
+            have = False
+            start.append(0)
+            flops.append(0)
+            continue
+        if changed or not have:
+            rest, sens = channel_split(fc, shapes[k][0])
+            probe = min(int(fc.probe_samples), num_train) if sens else 0
+            forwards = num_train * (1 + (int(fc.views) if sens else 0)) + PROBE_FORWARDS * probe
+            cost = forwards * prefix_forward(profile, actives[epoch], k, mode="eval")[0]
+            builds.append(
+                {
+                    "epoch": epoch,
+                    "frozen_blocks": k,
+                    "samples": num_train,
+                    "probe_samples": probe,
+                    "map_shape": list(shapes[k]),
+                    "storage": storage_dtype(fc, k, num_blocks),
+                    "channels_cached_once": rest,
+                    "channels_cached_per_view": sens,
+                    "prefix_forwards": forwards,
+                    "flops": cost,
+                    "bytes": sizes[k],
+                }
+            )
+        have = True
+        start.append(k)
+        flops.append(cost)
+    return CachePrediction(start, flops, builds, fallbacks, sizes)
 
 
 def feature_cache_callbacks(cfg: DictConfig, state: Any, methods: list[Any], work_dir: Path, dist: Any) -> list:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig, domain
+from spfde_core.config import ConfigError, MethodConfig, domain
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.prefix import PrefixFreezing, group_blocks
 from spfde_core.train.schedules import LRSchedule
@@ -37,7 +37,7 @@ POWERS = {"linear": 1, "squared": 2, "cubic": 3}
 
 def stop_fractions(num_blocks: int, t0: float, how_scale: str) -> list[float]:
     if how_scale not in POWERS:
-        raise ValueError(f"freezing.how_scale: expected linear, squared or cubic, got {how_scale!r}")
+        raise ConfigError(f"freezing.how_scale: expected linear, squared or cubic, got {how_scale!r}")
     p = POWERS[how_scale]
     return [(t0 + (1 - t0) * i / (num_blocks - 1)) ** p for i in range(num_blocks)]
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 from torch import nn
 
+from spfde_core.config import ConfigError
 from spfde_core.cost.flops import sample_flops
 from spfde_core.cost.layers import profile_model
 from spfde_core.models.base import BlockModel
@@ -67,8 +68,9 @@ def staircase(freeze_epochs: list[int]) -> FreezeCount:
     return lambda e: sum(t <= e for t in freeze_epochs)
 
 
-class PlanError(ValueError):
-    """A freezing target that the plan cannot reach; the message says what is reachable."""
+class PlanError(ConfigError):
+    """A freezing target that the plan cannot reach; the message says what is reachable (the CLI prints it
+    as a config error, no traceback)."""
 
 
 def solve_progressive(flops: list[int], epochs: int, interval: int, max_blocks: int, target: float) -> list[int]:

@@ -10,6 +10,7 @@ keeps the structure it trained with. Per-block LR schedules are set in ``on_trai
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -71,3 +72,34 @@ def group_blocks(state: TrainState) -> list[int]:
     """Model block index of each optimizer parameter group (groups are built one per block)."""
     index = {name: i for i, name in enumerate(state.model.block_names)}
     return [index[group["block"]] for group in state.optimizer.param_groups]
+
+
+@dataclass(frozen=True)
+class PlanningState:
+    """What a freezing factory may read when its plan is derived before training (``spfde cost``):
+    the composed config and the model (on the meta device); no optimizer, loaders or history."""
+
+    cfg: DictConfig
+    model: Any
+
+
+def predicted_frozen_blocks(cfg: DictConfig, model: Any) -> list[int] | None:
+    """Per training epoch, the frozen prefix the freezing method's plan sets; None when it has no plan.
+
+    The method is built as in training, on a ``PlanningState``; a method whose callback is a
+    ``PrefixFreezing`` (spfde_progressive, linear, freezeout) fixes ``frozen(epoch)`` at build time,
+    so the prediction is exact. A method that decides online (autofreeze) has no such plan.
+    """
+    from spfde_core.freezing import FREEZING_METHODS
+
+    if cfg.freezing.name == "none":
+        return [0] * int(cfg.train.epochs)
+    callbacks = FREEZING_METHODS.get(cfg.freezing.name)(cfg.freezing, PlanningState(cfg, model))
+    plans = [cb.frozen for cb in callbacks if isinstance(cb, PrefixFreezing)]
+    if not plans:
+        return None
+    frozen = [int(plans[0](e)) for e in range(int(cfg.train.epochs))]
+    bad = [k for k in frozen if not 0 <= k < len(model.blocks)]
+    if bad:
+        raise RuntimeError(f"freezing plan froze {bad[0]} of {len(model.blocks)} blocks")
+    return frozen

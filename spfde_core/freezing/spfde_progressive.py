@@ -27,7 +27,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from spfde_core.config import MethodConfig, domain
+from spfde_core.config import ConfigError, MethodConfig, domain
 from spfde_core.cost.meter import input_shape_of
 from spfde_core.freezing import FREEZING_METHODS
 from spfde_core.freezing.planning import (
@@ -90,7 +90,7 @@ class FrozenThenResumed:
 def plan(cfg: ProgressiveConfig, state: TrainState) -> tuple[Any, dict[str, int], dict[str, Any]]:
     """(frozen-count function, freeze epoch per block name, choices for the record)."""
     if cfg.scheme not in SCHEMES:
-        raise ValueError(f"freezing.scheme: expected one of {', '.join(SCHEMES)}, got {cfg.scheme!r}")
+        raise ConfigError(f"freezing.scheme: expected one of {', '.join(SCHEMES)}, got {cfg.scheme!r}")
     model, epochs = state.model, state.cfg.train.epochs
     flops = flops_by_frozen_prefix(model, input_shape_of(state.cfg), target_active_counts(model, state.cfg.sparsity))
     names = model.block_names
@@ -103,7 +103,7 @@ def plan(cfg: ProgressiveConfig, state: TrainState) -> tuple[Any, dict[str, int]
         freeze_epochs = solve_progressive(flops, epochs, interval, max_blocks, cfg.target_reduction)
         freeze_epochs = [t - shift for t in freeze_epochs]
         if freeze_epochs and freeze_epochs[0] < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"freezing.resume_epochs: {shift} is too large here: the first freeze would move to epoch "
                 f"{freeze_epochs[0]}; at most {freeze_epochs[0] + shift - 1}"
             )
