@@ -20,6 +20,7 @@ Run:  python benchmarks/trainer_throughput.py [--quick] [--compile] [--isa both|
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,7 @@ import torch
 from bench_config import throughput_config
 from isa_classes import add_isa_argument, run_classes
 
-from spfde_core import atomic, hardware, provenance
-from spfde_core.models import build_model
+from spfde_core import atomic, provenance
 from spfde_core.train.build import build_data, build_model_for, resolve_device, resolve_hardware
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.loop import train_epoch
@@ -99,14 +99,14 @@ def smoke_profile_seconds(tmp: str) -> float:
     return time.perf_counter() - start
 
 
-def auto_mode(model: str, width: float | None) -> tuple[str, dict[str, str]]:
-    """The mode `auto` resolves to here, and why."""
-    precision = hardware.resolve_precision("auto", torch.device("cpu"))
-    with torch.device("meta"):
-        probe = build_model(model, 10, width=width)
-    layout = hardware.resolve_channels_last("auto", probe)
-    name = f"{precision.value}_{'cl' if layout.value else 'nchw'}"
-    return name, {"precision": precision.reason, "channels_last": layout.reason}
+def auto_mode(model: str, width: float | None, batch: int, tmp: str) -> tuple[str, dict[str, str]]:
+    """The mode `auto` resolves to here, and why: the trainer's own resolution, layout probe included
+    (measured afresh: the benchmark's cache folder is its temporary one)."""
+    extra = [] if width is None else [f"model.width={width}"]
+    cfg = throughput_config(model, batch, 2, tmp, extra)
+    block = resolve_hardware(cfg, torch.device("cpu"))
+    name = f"{cfg.train.precision}_{'cl' if cfg.train.channels_last else 'nchw'}"
+    return name, {key: value["reason"] for key, value in block.items()}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -116,6 +116,7 @@ def measure(args: argparse.Namespace) -> dict:
     batches, repeats = (6, 2) if args.quick else (30, 3)
     entry: dict = {"models": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SPFDE_CACHE_DIR"] = tmp  # the layout probe measures afresh
         for label, model, width, batch in MODELS:
             result: dict = {"batch_size": batch, "width": width, "modes": {}}
             for mode, overrides in modes.items():
@@ -126,7 +127,7 @@ def measure(args: argparse.Namespace) -> dict:
                     "repeats": rates,
                 }
                 print(f"{label:22s} bs{batch:<4d} {mode:18s} {statistics.fmean(rates):8.1f} img/s", flush=True)
-            chosen, why = auto_mode(model, width)
+            chosen, why = auto_mode(model, width, batch, tmp)
             fastest = max(result["modes"], key=lambda m: result["modes"][m]["images_per_s_mean"])
             ratio = result["modes"][chosen]["images_per_s_mean"] / result["modes"][fastest]["images_per_s_mean"]
             result.update(auto_mode=chosen, auto_reason=why, fastest_mode=fastest, auto_vs_fastest=ratio)

@@ -6,9 +6,10 @@ Two settings depend on the hardware more than on the experiment:
   AVX512-BF16 that PyTorch and oneDNN are allowed to use, or a CUDA device with bf16 support.
   Elsewhere bf16 is emulated (measured on an AVX2-only EPYC: ResNet-20 trains at 23 img/s in bf16
   vs 220 img/s in fp32), so fp32.
-- ``train.channels_last=auto``: channels_last where it was measured faster (full-width CIFAR and
-  ImageNet ResNets, both CPU classes; results/benchmarks/trainer_throughput.json), never for a model
-  with a convolution narrower than ``MIN_CHANNELS_LAST_WIDTH`` input channels: oneDNN's AVX2
+- ``train.channels_last=auto``: never for a model with a convolution narrower than
+  ``MIN_CHANNELS_LAST_WIDTH`` input channels; otherwise, on a CPU, the layout measured faster for
+  this model on this machine (``spfde_core.layout_probe``: no rule held on both CPU classes), and
+  channels_last on CUDA. The narrow-width exclusion is for safety: oneDNN's AVX2
   weight-gradient kernel for strided 1x1 convolutions in channels_last hangs (2 threads) or
   segfaults (1 thread) below 8 input channels (quarter-width ResNet-20, the smoke profile), and
   layers that narrow are slower in channels_last anyway.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -122,8 +124,12 @@ def resolve_precision(requested: str, device: torch.device) -> Resolved:
     return Resolved(requested, "fp32", f"bf16 would be emulated on this CPU ({isa}: no AMX/AVX512-BF16)")
 
 
-def resolve_channels_last(requested: Any, model: torch.nn.Module) -> Resolved:
-    """``train.channels_last``: as given, else channels_last unless the model has a narrow convolution."""
+def resolve_channels_last(
+    requested: Any, model: torch.nn.Module, measured: Callable[[], tuple[bool, str]] | None = None
+) -> Resolved:
+    """``train.channels_last``: as given; else NCHW for a model with a narrow convolution, else
+    ``measured()`` (the faster layout on this machine, ``spfde_core.layout_probe``) where given, else
+    channels_last (CUDA)."""
     if requested != "auto":
         return Resolved(requested, bool(requested), "set explicitly")
     width = narrowest_conv_width(model)
@@ -135,4 +141,6 @@ def resolve_channels_last(requested: Any, model: torch.nn.Module) -> Resolved:
             False,
             f"a convolution has {width} < {MIN_CHANNELS_LAST_WIDTH} input channels (unsafe, slower in channels_last)",
         )
+    if measured is not None:
+        return Resolved(requested, *measured())
     return Resolved(requested, True, f"every convolution has >= {MIN_CHANNELS_LAST_WIDTH} input channels")

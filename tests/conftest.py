@@ -9,6 +9,16 @@ import pytest
 from spfde_core.cli import load_config
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _layout_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """train.channels_last=auto caches its layout measurement (spfde_core/layout_probe.py): in a
+    temporary folder for the test session, never in the user's ~/.cache; subprocesses inherit it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPFDE_CACHE_DIR", str(tmp_path_factory.mktemp("spfde-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def smoke_overrides(tmp_path: Path) -> list[str]:
     """Overrides for a seconds-long synthetic run writing everything under tmp_path."""

@@ -64,11 +64,59 @@ def test_channels_last_auto_follows_the_narrowest_convolution() -> None:
     with torch.device("meta"):
         full, quarter = build_model("resnet20", 10), build_model("resnet20", 10, width=0.25)
     assert hardware.narrowest_conv_width(full) == 16 and hardware.narrowest_conv_width(quarter) == 4
-    assert hardware.resolve_channels_last("auto", full).value is True
-    narrow = hardware.resolve_channels_last("auto", quarter)
+    assert hardware.resolve_channels_last("auto", full).value is True  # no measurement given: CUDA's rule
+    never = lambda: pytest.fail("measured although the rule already decides")  # noqa: E731
+    narrow = hardware.resolve_channels_last("auto", quarter, never)
     assert narrow.value is False and "4 < 16" in narrow.reason
-    assert hardware.resolve_channels_last(True, quarter).value is True  # explicit wins
-    assert hardware.resolve_channels_last("auto", nn.Linear(3, 3)).value is False
+    assert hardware.resolve_channels_last(True, quarter, never).value is True  # explicit wins
+    assert hardware.resolve_channels_last(False, full, never).value is False
+    assert hardware.resolve_channels_last("auto", nn.Linear(3, 3), never).value is False
+    assert hardware.resolve_channels_last("auto", full, lambda: (False, "NCHW measured faster")).value is False
+
+
+def test_layout_probe_keeps_the_faster_layout_measures_once_and_survives_a_damaged_cache(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from spfde_core import layout_probe
+
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def probe(nchw: float, cl: float):
+        return lambda: calls.append(1) or {"nchw": nchw, "channels_last": cl}
+
+    assert layout_probe.cached_choice("model A", probe(2.0, 1.0))[0] is True
+    assert layout_probe.cached_choice("model B", probe(1.0, 2.0))[0] is False
+    again, reason = layout_probe.cached_choice("model A", probe(1.0, 2.0))  # cached: not measured again
+    assert again is True and "cached" in reason and len(calls) == 2
+    layout_probe.cache_path().write_text("{not json")
+    assert layout_probe.cached_choice("model A", probe(1.0, 2.0))[0] is False
+    assert len(calls) == 3 and "unreadable layout cache" in caplog.text
+    assert json.loads(layout_probe.cache_path().read_text())["model A"]["nchw"] == 1.0
+
+
+def test_layout_probe_times_both_layouts_without_touching_the_random_stream() -> None:
+    from spfde_core import layout_probe
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    times = layout_probe.measure(lambda: build_model("resnet20", 10, width=0.5), 32, 10, 4, bf16=False)
+    assert set(times) == {"nchw", "channels_last"} and all(t > 0 for t in times.values())
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_cpu_auto_layout_is_measured_and_recorded(tmp_path, monkeypatch) -> None:
+    from spfde_core import layout_probe
+    from spfde_core.train.build import resolve_hardware
+
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(layout_probe, "measure", lambda *a: {"nchw": 0.5, "channels_last": 0.25})
+    cfg = load_config(["model=resnet20", "data=synthetic", "train.precision=fp32"])
+    block = resolve_hardware(cfg, CPU)
+    assert cfg.train.channels_last is True and block["channels_last"]["value"] is True
+    assert "250 ms in channels_last, 500 ms in NCHW" in block["channels_last"]["reason"]
+    (key,) = json.loads(layout_probe.cache_path().read_text())
+    assert "resnet20" in key and "fp32" in key and hardware.cpu_isa().isa_class in key
 
 
 def test_precision_and_layout_do_not_change_the_config_hash() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from spfde_core import hardware
+from spfde_core import hardware, layout_probe, provenance
 from spfde_core.config import ConfigError
 from spfde_core.data import (
     ImageFolderStreamLoader,
@@ -48,7 +48,9 @@ def resolve_hardware(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     precision = hardware.resolve_precision(t.precision, device)
     with torch.device("meta"):  # only the layer widths matter: no memory, no init cost
         probe = build_model(cfg.model.name, 10, width=cfg.model.width)
-    channels_last = hardware.resolve_channels_last(t.channels_last, probe)
+    channels_last = hardware.resolve_channels_last(
+        t.channels_last, probe, _layout_measurement(cfg, precision.value) if device.type == "cpu" else None
+    )
     t.precision, t.channels_last = precision.value, channels_last.value
     block = {"precision": vars(precision), "channels_last": vars(channels_last)}
     if precision.requested == "auto" or channels_last.requested == "auto":
@@ -60,6 +62,29 @@ def resolve_hardware(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
             channels_last.reason,
         )
     return block
+
+
+def _layout_measurement(cfg: DictConfig, precision: str):
+    """The faster layout for this model, batch and precision on this CPU, cached (spfde_core.layout_probe)."""
+    info = get_dataset_info(cfg.data.name)
+    batch = min(int(cfg.train.batch_size), layout_probe.PROBE_MAX_BATCH)
+    isa = hardware.cpu_isa()
+    key = " | ".join(
+        [
+            provenance.cpu_model(),
+            f"{isa.isa_class} ({isa.capability}, oneDNN cap {isa.onednn_max_isa})",
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+            f"{cfg.model.name} width {cfg.model.width}, {info.num_classes} classes",
+            f"batch {batch} x {info.image_size}px, {precision}",
+        ]
+    )
+
+    def probe() -> dict[str, float]:
+        log.info("train.channels_last=auto: timing both layouts for this model (once per machine)")
+        model = lambda: build_model(cfg.model.name, info.num_classes, width=cfg.model.width)  # noqa: E731
+        return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16")
+
+    return lambda: layout_probe.cached_choice(key, probe)
 
 
 def _require_resolved(cfg: DictConfig) -> None:

@@ -1,0 +1,107 @@
+"""Which memory layout trains a model faster on this machine, measured once and cached (issue 12).
+
+channels_last vs NCHW has no rule that holds across CPUs: on an AVX2 EPYC channels_last trained
+``resnet32_w2`` 1.22x faster than NCHW (issue 19's side-by-side with MEST), while the same model under
+``ONEDNN_MAX_CPU_ISA=AVX2`` on an AMX Xeon ran 0.82x (results/benchmarks/trainer_throughput.json).
+So ``train.channels_last=auto`` on a CPU times a few training steps of the run's own model, at its
+batch size (capped at ``PROBE_MAX_BATCH``) and precision, in both layouts, and keeps the faster one,
+as ``torch.backends.cudnn.benchmark`` does for convolution algorithms. The answer is cached per
+machine in ``$SPFDE_CACHE_DIR/channels_last.json`` (default ``~/.cache/spfde``), so a queue of runs
+measures each model once, and a resumed run picks what it started with.
+
+Measuring takes a few seconds for CIFAR models (2 layouts x (1 warm-up + ``PROBE_STEPS``) forward +
+backward passes); it runs inside ``torch.random.fork_rng`` so the run's random stream is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spfde_core import atomic
+
+log = logging.getLogger(__name__)
+
+PROBE_STEPS = 3
+"""Timed steps per layout; the minimum counts (the least disturbed by other load)."""
+PROBE_MAX_BATCH = 64
+"""Largest probe batch: ImageNet ResNet-50 at batch 256 would take minutes a step on a CPU."""
+
+
+def cache_path() -> Path:
+    """``$SPFDE_CACHE_DIR/channels_last.json``, default ``~/.cache/spfde/channels_last.json``."""
+    root = os.environ.get("SPFDE_CACHE_DIR") or Path.home() / ".cache" / "spfde"
+    return Path(root) / "channels_last.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        cache = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:  # a damaged cache only costs a new measurement
+        log.warning("ignoring unreadable layout cache %s (%s); measuring again", path, err)
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _step_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, bf16: bool) -> float:
+    start = time.perf_counter()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with autocast:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    return time.perf_counter() - start
+
+
+def measure(
+    build_model: Callable[[], torch.nn.Module], image_size: int, num_classes: int, batch: int, bf16: bool
+) -> dict[str, float]:
+    """Seconds per forward + backward step in each layout: the minimum of ``PROBE_STEPS``, alternated."""
+    batch = min(batch, PROBE_MAX_BATCH)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        nets, inputs = {}, {}
+        for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            nets[name] = build_model().train().to(memory_format=fmt)
+            inputs[name] = torch.randn(batch, 3, image_size, image_size).to(memory_format=fmt)
+        labels = torch.randint(0, num_classes, (batch,))
+        for name in nets:  # warm-up: oneDNN builds its kernels on the first call
+            _step_seconds(nets[name], inputs[name], labels, bf16)
+        times: dict[str, list[float]] = {name: [] for name in nets}
+        for _ in range(PROBE_STEPS):  # alternate, so that a burst of other load hits both layouts
+            for name in nets:
+                times[name].append(_step_seconds(nets[name], inputs[name], labels, bf16))
+    return {name: min(t) for name, t in times.items()}
+
+
+def cached_choice(key: str, probe: Callable[[], dict[str, float]]) -> tuple[bool, str]:
+    """(channels_last, reason) for ``key``: from the cache, else from ``probe()``, then cached."""
+    path = cache_path()
+    entry = _read_cache(path).get(key)
+    source = "cached measurement"
+    if not (isinstance(entry, dict) and {"nchw", "channels_last"} <= entry.keys()):
+        entry = probe()
+        source = "measured now"
+        cache = _read_cache(path)  # re-read: another run may have written meanwhile
+        cache[key] = entry
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+        except OSError as err:  # read-only home: measure again next time
+            log.warning("could not cache the layout measurement in %s (%s)", path, err)
+    nchw, cl = entry["nchw"], entry["channels_last"]
+    faster = cl < nchw
+    reason = (
+        f"{source} on this machine ({path}): a training step takes {cl * 1e3:.0f} ms in channels_last, "
+        f"{nchw * 1e3:.0f} ms in NCHW"
+    )
+    return faster, reason
