@@ -1,0 +1,63 @@
+"""DDR: the script's removal schedule and counts, least-forgotten first, among the examples presented."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spfde_core.cli import load_config
+from spfde_core.continual.ddr import count_per_point, least_forgotten, removal_points
+from spfde_core.sieving.tracker import ExampleStats
+from spfde_core.train.run import run_training
+
+pytestmark = pytest.mark.smoke
+
+
+def test_script_schedule_removes_750_at_epochs_5_10_15_20() -> None:
+    assert removal_points(5, 20) == [5, 10, 15, 20]
+    assert count_per_point(3000, 5, 20) == 750  # 4 x 750 = REMOVE_N = 3000 per task
+    assert count_per_point(3000, 5, 22) == int(3000 / 4.4)  # the script's formula, not 3000 / points
+    assert removal_points(5, 4) == [] and count_per_point(3000, 5, 4) == 0
+
+
+def test_least_forgotten_ranks_forgetting_events_never_learned_last_and_skips_unseen() -> None:
+    stats = ExampleStats(6)
+    # presentations of examples 0..4 (5 never presented): correctness per presentation
+    history = {0: [1, 0, 1], 1: [1, 1, 1], 2: [0, 0, 0], 3: [1, 0, 1, 0, 1], 4: [0, 1, 1]}
+    for step in range(5):
+        idx = torch.tensor([i for i, h in history.items() if step < len(h)])
+        correct = torch.tensor([bool(history[i][step]) for i in idx.tolist()])
+        stats.update(idx, torch.zeros(len(idx)), correct)
+    # scores: 0 -> 1 event, 1 -> 0, 2 -> never learned (= 50), 3 -> 2 events, 4 -> 0
+    assert least_forgotten(stats, 50, 3).tolist() == [1, 4, 0]
+    assert least_forgotten(stats, 50, 10).tolist() == [1, 4, 0, 3, 2]  # example 5 was never presented
+
+
+def test_removed_examples_are_not_trained_again_within_the_task(cl_overrides) -> None:
+    seen_after: dict[int, set[int]] = {}
+
+    class Watch:
+        def after_step(self, state, step) -> None:
+            seen_after.setdefault(state.epoch, set()).update(step.indices.tolist())
+
+    cfg = load_config(
+        [
+            *cl_overrides,
+            "train.epochs=10",  # 2 epochs per task: removal at within-task epoch 1
+            "train.max_batches_per_epoch=null",
+            "continual.ddr.enabled=true",
+            "continual.ddr.every_epochs=1",
+            "continual.ddr.until_epoch=1",
+            "continual.ddr.remove_per_task=20",
+            "train.drop_last=false",
+            "continual.replay=none",
+        ]
+    )
+    record = run_training(cfg, extra_callbacks=[Watch()])
+    ddr = record["continual_ddr"]
+    assert ddr["removed_per_task"] == [20] * 5 and ddr["removed_total"] == 100
+    for event in ddr["events"]:
+        assert event["epoch"] % 2 == 1  # the second epoch of each task
+        task_images = seen_after[event["epoch"] - 1]  # the task's first epoch trains all of its 64 images
+        assert len(task_images) == 64
+        assert seen_after[event["epoch"]] < task_images and len(seen_after[event["epoch"]]) == 64 - 20
