@@ -84,7 +84,13 @@ def _layout_measurement(cfg: DictConfig, precision: str):
         model = lambda: build_model(cfg.model.name, info.num_classes, width=cfg.model.width)  # noqa: E731
         return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16")
 
-    return lambda: layout_probe.cached_choice(key, probe)
+    def choice() -> tuple[bool, str]:
+        decided = [layout_probe.cached_choice(key, probe)]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast_object_list(decided, src=0)  # every rank trains in rank 0's layout
+        return decided[0]
+
+    return choice
 
 
 def _require_resolved(cfg: DictConfig) -> None:
