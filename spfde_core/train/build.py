@@ -85,9 +85,10 @@ def _layout_measurement(cfg: DictConfig, precision: str):
         return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16")
 
     def choice() -> tuple[bool, str]:
-        decided = [layout_probe.cached_choice(key, probe)]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.broadcast_object_list(decided, src=0)  # every rank trains in rank 0's layout
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        decided = [layout_probe.cached_choice(key, probe) if not dist or torch.distributed.get_rank() == 0 else None]
+        if dist:  # rank 0 measures alone (ranks timing side by side would disturb each other); all train in its layout
+            torch.distributed.broadcast_object_list(decided, src=0)
         return decided[0]
 
     return choice
