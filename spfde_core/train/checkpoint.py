@@ -28,7 +28,8 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    """Saves ``last.pt`` after every epoch; must run after every other on_epoch_end callback."""
+    """Saves ``last.pt`` after every epoch, with the states of ``callbacks``: the callbacks before it
+    in the run's list (``run_training`` puts it last, so it saves what they left at the epoch's end)."""
 
     def __init__(self, path: Path, config_hash: str, callbacks: CallbackList | None = None) -> None:
         self.path = Path(path)

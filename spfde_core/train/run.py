@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,8 +79,8 @@ class CurveWriter:
 def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train one run as configured and return its (validated, written) record.
 
-    ``extra_callbacks`` run after the method callbacks and before the built-in ones (progress,
-    curve, checkpoint); for embedding the trainer and for tests.
+    ``extra_callbacks`` run after the method callbacks and before the built-in ones (cost meter,
+    progress, curve, checkpoint); for embedding the trainer and for tests.
 
     Re-running the same command after a kill resumes from the last epoch's checkpoint; re-running a
     finished run raises RunExistsError unless ``run.force=true``.
@@ -97,40 +96,88 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             f"(final top-1 {previous['results']['final_top1']:.4f}); pass --force or run.force=true "
             "to train it again and replace that record"
         )
-    device = resolve_device(cfg.train.device)
-    # Distributed (torchrun, docs/distributed.md): None in a single-process run, which is unchanged.
-    # Rank 0 alone deletes, writes and logs; every rank reads the same checkpoint on resume.
-    dist_ctx, device = distributed.setup(device)
-    main = dist_ctx is None or dist_ctx.is_main
-    if not main:
-        log.setLevel(logging.WARNING)
-    if cfg.run.force and paths.work_dir.exists() and main:
-        shutil.rmtree(paths.work_dir)  # start over: a stale checkpoint would be resumed otherwise
-    if main:
-        remove_stale_tmp(paths.work_dir, paths.run_dir)  # the atomic writer's files, left by a killed run
-    if dist_ctx is not None:
-        dist_ctx.barrier()  # nobody looks for a checkpoint before rank 0 removed a stale one
+    # One process, or torchrun's ranks (docs/distributed.md): the same calls either way, no-ops in one
+    # process. Rank 0 alone deletes, writes and logs; every rank reads the same checkpoint on resume.
+    procs, device = distributed.start(resolve_device(cfg.train.device))
+    procs.quiet_others(log)
+    procs.do_on_main(_clear_work_dir, paths, cfg.run.force)
+    procs.barrier()  # nobody looks for a checkpoint before rank 0 removed a stale one
 
     hardware = resolve_hardware(cfg, device)  # precision/channels_last 'auto' -> what this machine runs best
-    if dist_ctx is None:
+    with procs.main_first():  # rank 0 generates synthetic data once
         data = build_data(cfg, device)  # also checks batch size against the dataset: before compute
-    else:
-        with dist_ctx.main_first():  # rank 0 generates synthetic data once
-            data = build_data(cfg, device)
-        if not hasattr(data.train, "iter_shard"):
-            raise ConfigError(f"data={cfg.data.name}: its loader cannot be sharded over ranks yet (in-memory only)")
+    procs.check_loader(data.train, cfg.data.name)
     torch.manual_seed(cfg.run.seed)
     model = build_model_for(cfg, data.record["num_classes"], device)
-    sync_bn = distributed.convert_batchnorm(model) if dist_ctx is not None else 0  # global-batch BN statistics
+    procs.prepare_model(model)
     try:
         optimizer, schedules = build_optimizer(model, cfg.optim, cfg.train.epochs, cfg.train.update_impl)
     except FusedUpdateUnavailable as err:
         raise ConfigError(f"train.update_impl: {err}") from None
     state = TrainState(cfg, model, optimizer, schedules, data.train, data.test, device, started_at=_now())
 
-    # Freezing runs first: a block frozen at an epoch where the sparsity method also mutates must
-    # keep the structure it trained with, not freshly grown zero weights (SpFDE Alg. 1).
-    methods = []
+    methods = method_callbacks(cfg, state)
+    # Feature-map caching of the frozen prefix (docs/freezing.md): after every method's epoch-start hook.
+    methods += feature_cache_callbacks(cfg, state, methods, paths.work_dir, procs.context)
+    # The order of the callbacks, stated here only: every hook runs on them in this order.
+    before_checkpoint = [
+        *methods,  # freezing, sparsity, sieving, sparse kernels, feature cache (method_callbacks)
+        *procs.callbacks(),  # several ranks: masks, frozen prefix and active set agree on all of them
+        *extra_callbacks,  # see the methods' work of each hook, before it is measured
+        CostMeter(),  # reads the methods' masks, frozen prefix and cost events
+        *procs.main_callbacks(  # I/O on rank 0 only (none has checkpointed state: every rank's list matches)
+            [
+                *tracker_loggers(cfg, paths.work_dir),  # mirror the epoch log the cost meter completes
+                ProgressBar(cfg.train.progress),
+                CurveWriter(paths.work_dir),
+            ]
+        ),
+    ]
+    # Last: the checkpointer saves what every callback before it left at the epoch's end.
+    checkpointer = Checkpointer(paths.checkpoint, chash, CallbackList(before_checkpoint))
+    callbacks = CallbackList([*before_checkpoint, *procs.main_callbacks([checkpointer])])
+    if not resume(paths.checkpoint, chash, state, callbacks):
+        log.info("run %s (config %s) -> %s", paths.run_dir, chash, paths.record)
+    forward = procs.wrap(model, device, cfg)
+    forward = torch.compile(forward) if cfg.train.compile else forward
+
+    train(state, callbacks, forward, procs.context)
+
+    record = {**build_record(cfg, chash, paths, state, data.record), "hardware": hardware, **procs.record_blocks(cfg)}
+    side_dir = procs.side_dir(paths.run_dir)
+    procs.do_on_main(records.write_curve, paths.run_dir, state.history)
+    for callback in callbacks.callbacks:
+        if hasattr(callback, "record"):  # methods add their blocks (and side files) to the record
+            record.update(callback.record(state, side_dir))
+    procs.do_on_main(records.write_record, paths.run_dir, record)
+    procs.finish(side_dir)
+    log.info(
+        "final top-1 %.4f (best %.4f) -> %s",
+        record["results"]["final_top1"],
+        record["results"]["best_top1"],
+        paths.record,
+    )
+    return record
+
+
+def _clear_work_dir(paths: RunPaths, force: bool) -> None:
+    """Start over on ``run.force`` (a stale checkpoint would be resumed otherwise); drop a killed run's
+    half-written temporary files (the atomic writer's) in any case."""
+    if force and paths.work_dir.exists():
+        shutil.rmtree(paths.work_dir)
+    remove_stale_tmp(paths.work_dir, paths.run_dir)
+
+
+def method_callbacks(cfg: DictConfig, state: TrainState) -> list[Any]:
+    """The callbacks of the configured methods, in hook order.
+
+    Continual learning first when on (docs/continual.md), so the task's data and the rehearsal gradient
+    are in place before any method's hook reads them. Then freezing: a block frozen at an epoch where
+    the sparsity method also mutates must keep the structure it trained with, not freshly grown zero
+    weights (SpFDE Alg. 1). Then sparsity, sieving, and the sparse CPU kernels of the sparse layers
+    where faster (docs/sparse_kernels.md).
+    """
+    methods: list[Any] = []
     for axis, registry in (
         ("freezing", FREEZING_METHODS),
         ("sparsity", SPARSITY_METHODS),
@@ -140,60 +187,17 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
             methods += registry.get(cfg[axis].name)(cfg[axis], state)
         except ValueError as err:  # a method's own config check: report it like any config error
             raise ConfigError(f"{axis}={cfg[axis].name}: {err}") from None
-    # Continual learning (docs/continual.md), [] unless continual.name is set: first, so the task's data and the
-    # rehearsal gradient are in place before any method's hook reads them.
-    methods = [*continual_callbacks(cfg, state), *methods]
-    try:  # sparse layers on the sparse CPU kernels where faster (docs/sparse_kernels.md)
-        methods += attach_sparse_kernels(methods, cfg, device)
+    methods = [*continual_callbacks(cfg, state), *methods]  # [] unless continual.name is set
+    try:
+        methods += attach_sparse_kernels(methods, cfg, state.device)
     except SparseKernelUnavailable as err:
         raise ConfigError(str(err)) from None
-    # Feature-map caching of the frozen prefix (docs/freezing.md): after every method's epoch-start hook.
-    methods += feature_cache_callbacks(cfg, state, methods, paths.work_dir, dist_ctx)
-    checkpointer = Checkpointer(paths.checkpoint, chash)
-    callbacks = CallbackList(
-        [
-            *methods,
-            *([distributed.RankConsistency(dist_ctx)] if dist_ctx is not None else []),
-            *extra_callbacks,
-            CostMeter(),  # after the methods: it reads their masks, frozen prefix and cost events
-            # trackers after the cost meter: they mirror the epoch log it completes (docs/integrations.md)
-            *([TrackerLogger(cfg.train.loggers, paths.work_dir)] if main and cfg.train.get("loggers") else []),
-            # I/O on rank 0 only (none of these has checkpointed state, so every rank's list matches)
-            *([ProgressBar(cfg.train.progress), CurveWriter(paths.work_dir), checkpointer] if main else []),
-        ]
-    )
-    checkpointer.callbacks = callbacks
-    if not resume(paths.checkpoint, chash, state, callbacks):
-        log.info("run %s (config %s) -> %s", paths.run_dir, chash, paths.record)
-    forward = model if dist_ctx is None else distributed.wrap(model, dist_ctx, device, cfg)
-    forward = torch.compile(forward) if cfg.train.compile else forward
+    return methods
 
-    train(state, callbacks, forward, dist_ctx)
 
-    record = build_record(cfg, chash, paths, state, data.record)
-    record["hardware"] = hardware
-    if dist_ctx is not None:
-        record["distributed"] = distributed.distributed_block(dist_ctx, cfg, sync_bn)
-    # Other ranks build the same record (returned, for tests) with side files in a throwaway folder.
-    side_dir = paths.run_dir if main else Path(tempfile.mkdtemp(prefix=f"spfde-rank{dist_ctx.rank}-"))
-    if main:
-        records.write_curve(paths.run_dir, state.history)
-    for callback in callbacks.callbacks:
-        if hasattr(callback, "record"):  # methods add their blocks (and side files) to the record
-            record.update(callback.record(state, side_dir))
-    if not main:
-        shutil.rmtree(side_dir, ignore_errors=True)
-        distributed.teardown(dist_ctx)
-        return record
-    records.write_record(paths.run_dir, record)
-    distributed.teardown(dist_ctx)
-    log.info(
-        "final top-1 %.4f (best %.4f) -> %s",
-        record["results"]["final_top1"],
-        record["results"]["best_top1"],
-        paths.record,
-    )
-    return record
+def tracker_loggers(cfg: DictConfig, work_dir: Path) -> list[Any]:
+    """The experiment trackers of ``train.loggers`` (docs/integrations.md), or []."""
+    return [TrackerLogger(cfg.train.loggers, work_dir)] if cfg.train.get("loggers") else []
 
 
 def build_record(
