@@ -18,4 +18,4 @@ def build_dense(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
 
 
 # Each module registers its methods and config schemas on import.
-from spfde_core.sparsity import dsr, grasp, mest, rigl, set, snfs, snip, static  # noqa: E402, F401
+from spfde_core.sparsity import dsr, grasp, mest, rigl, set, snfs, snip, sparcl_tdm, static  # noqa: E402, F401

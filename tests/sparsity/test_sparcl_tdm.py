@@ -1,0 +1,32 @@
+"""SparCL TDM: the script's bounds, the per-task restart of the schedule, masked weights stay zero."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sparsity_test_utils import hand_context
+
+from spfde_core.sparsity.sparcl_tdm import SparCLTDM, SparCLTDMConfig, bounds
+
+
+def test_default_bounds_are_the_shipped_75_percent_script() -> None:
+    lower, upper = bounds(0.75, None, None)
+    assert lower == pytest.approx([0.75, 0.76, 0.75]) and upper == pytest.approx([0.74, 0.75, 0.75])
+
+
+def test_schedule_restarts_with_every_task_and_follows_the_phases() -> None:
+    w = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(0))  # 576 weights
+    cfg = SparCLTDMConfig(target=0.75, phase_epochs=[2, 3], update_every_epochs=2)
+    ctx = hand_context({"conv": w}, {"conv": 0.75}, cfg, epochs=8)
+    tdm = SparCLTDM(cfg, task_epochs=4)  # 2 tasks of 4 epochs: updates at epochs 0, 2 | 4, 6
+    tdm.init_masks(ctx)
+    layer = ctx.masks.layers[0]
+    assert int(layer.mask.sum()) == 144  # top 25 % of the init
+    density = {}
+    for epoch in range(8):
+        ctx.state.epoch = epoch
+        if tdm.on_epoch_start(ctx):
+            density[epoch] = int(layer.mask.sum())
+    assert sorted(density) == [0, 2, 4, 6]
+    # within-task epoch 0: grow to 0.74 (150 of 576); epoch 2 (phase 1): prune to 0.76, grow to 0.75 (144)
+    assert density == {0: round(0.26 * 576), 2: 144, 4: round(0.26 * 576), 6: 144}
