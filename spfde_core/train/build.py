@@ -64,12 +64,12 @@ def resolve_hardware(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return block
 
 
-def _layout_measurement(cfg: DictConfig, precision: str):
-    """The faster layout for this model, batch and precision on this CPU, cached (spfde_core.layout_probe)."""
+def layout_key(cfg: DictConfig, precision: str) -> str:
+    """What the faster layout depends on: the key of the layout probe's cache (spfde_core.layout_probe)."""
     info = get_dataset_info(cfg.data.name)
     batch = min(int(cfg.train.batch_size), layout_probe.PROBE_MAX_BATCH)
     isa = hardware.cpu_isa()
-    key = " | ".join(
+    return " | ".join(
         [
             provenance.cpu_model(),
             f"{isa.isa_class} ({isa.capability}, oneDNN cap {isa.onednn_max_isa})",
@@ -78,6 +78,13 @@ def _layout_measurement(cfg: DictConfig, precision: str):
             f"batch {batch} x {info.image_size}px, {precision}",
         ]
     )
+
+
+def _layout_measurement(cfg: DictConfig, precision: str):
+    """The faster layout for this model, batch and precision on this CPU, cached (spfde_core.layout_probe)."""
+    info = get_dataset_info(cfg.data.name)
+    batch = min(int(cfg.train.batch_size), layout_probe.PROBE_MAX_BATCH)
+    key = layout_key(cfg, precision)
 
     def probe() -> dict[str, float]:
         log.info("train.channels_last=auto: timing both layouts for this model (once per machine)")
