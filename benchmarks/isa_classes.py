@@ -42,7 +42,10 @@ def run_classes(
     """
     fresh: dict[str, Any] = {}
     if args.isa in ("both", "native"):
-        fresh[hardware.cpu_isa().isa_class] = measure()
+        before = os.getloadavg()  # other load on the machine: how far to trust the numbers
+        entry = measure()
+        entry["load_average_1_5_15_min"] = {"before": before, "after": os.getloadavg()}
+        fresh[hardware.cpu_isa().isa_class] = entry
     if args.isa in ("both", "avx2") and not (args.isa == "both" and "avx2" in fresh):
         fresh.update(_measure_in_child(script, child_argv))
     merged = json.loads(out.read_text()) if out.exists() else {}
