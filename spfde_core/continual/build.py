@@ -17,9 +17,10 @@ from spfde_core.train.callbacks import TrainState
 
 
 def continual_callbacks(cfg: DictConfig, state: TrainState) -> list[Any]:
-    """[] when continual learning is off; else harness, then DDR and DGM where enabled."""
+    """[] when continual learning is off; else harness, DDR and DGM where enabled, then the CL cost account."""
     if not is_on(cfg):
         return []
+    from spfde_core.continual.cost import ContinualCost
     from spfde_core.continual.ddr import DynamicDataRemoval
     from spfde_core.continual.dgm import DynamicGradientMasking
     from spfde_core.continual.harness import ContinualHarness
@@ -33,6 +34,8 @@ def continual_callbacks(cfg: DictConfig, state: TrainState) -> list[Any]:
     callbacks: list[Any] = [harness]
     if cfg.continual.ddr.enabled:
         callbacks.append(DynamicDataRemoval(cfg, state, harness))
-    if cfg.continual.dgm.enabled:
-        callbacks.append(DynamicGradientMasking(cfg, state))
+    dgm = DynamicGradientMasking(cfg, state) if cfg.continual.dgm.enabled else None
+    if dgm is not None:
+        callbacks.append(dgm)
+    callbacks.append(ContinualCost(cfg, harness, dgm))  # last: reads the replay and DGM of the step
     return callbacks

@@ -63,6 +63,9 @@ class DynamicGradientMasking:
         """Sum over steps of the share of the DGM layers' weight-gradient entries kept (for the cost block)."""
         self.steps = 0
         self.refreshes = 0
+        self.kept_counts: dict[str, int] = {}
+        self.last_kept: dict[str, float] = {}
+        """Per layer, the last step's kept gradient entries over its live weights (read by ``cost.py``)."""
 
     def _choose_layers(self) -> None:
         layers = self.model.prunable_layers()
@@ -77,15 +80,20 @@ class DynamicGradientMasking:
         if not self.layers:
             self._choose_layers()
         kept = total = 0
+        self.last_kept = {}
         for name, module in self.layers:
             grad = module.weight.grad
             if grad is None:
                 continue
             if self.batch % self.refresh == 0:
                 self.masks[name] = percentile_mask(grad, getattr(module, MASK_BUFFER, None), self.q)
+                self.kept_counts[name] = int(self.masks[name].sum())
             else:
                 grad.mul_(self.masks[name].to(grad.dtype))
-            kept += int(self.masks[name].sum())
+            active = module.weight_mask.sum() if hasattr(module, MASK_BUFFER) else grad.numel()
+            # share of the live weights' gradient entries kept (what a sparse weight-gradient kernel would compute)
+            self.last_kept[name] = self.kept_counts[name] / max(int(active), 1)
+            kept += self.kept_counts[name]
             total += grad.numel()
         if self.batch % self.refresh == 0:
             self.refreshes += 1
