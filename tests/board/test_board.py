@@ -165,7 +165,7 @@ def test_spec_and_paper_errors_name_file_and_field(tmp_path: Path) -> None:
 
 def test_shipped_specs_and_paper_values_are_well_formed() -> None:
     specs = load_specs(ROOT / "reproductions")
-    assert {"spfde_neurips22", "mest_neurips21", "open"} <= set(specs)
+    assert {"spfde_neurips22", "mest_neurips21", "freeze_cache_2025", "open"} <= set(specs)
     for name, spec in specs.items():
         rows = spec.rows()
         for value in load_paper(ROOT / "reproductions" / name / "paper.csv"):
