@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spfde_core.models import cifar_resnet, imagenet_resnet, vgg
+from spfde_core.models import cifar_resnet, cifar_resnet18, imagenet_resnet, vgg
 from spfde_core.models.base import BlockModel, PrunableLayer
 from spfde_core.registry import Registry
 
@@ -44,6 +44,9 @@ for _name, _entry in {
     "resnet56": ModelEntry(cifar_resnet.resnet56, 1.0, 32, f"{_HE}, Sec. 4.2; {_MEST}"),
     "resnet32_w2": ModelEntry(cifar_resnet.resnet32, 2.0, 32, f"2x-wide ResNet-32 of {_MEST}; SpFDE"),
     "vgg19": ModelEntry(vgg.vgg19, None, 32, "GraSP VGG-19 with BN (MEST models/vgg_grasp.py)"),
+    "resnet18_cifar": ModelEntry(
+        cifar_resnet18.resnet18_cifar, 1.0, 32, f"{_HE}; CIFAR stem as mammoth / SparCL models/resnet18_cifar.py"
+    ),
     "resnet18": ModelEntry(imagenet_resnet.resnet18, None, 224, f"torchvision resnet18; {_HE}"),
     "resnet50": ModelEntry(imagenet_resnet.resnet50, None, 224, f"torchvision resnet50; {_HE}"),
 }.items():

@@ -47,6 +47,15 @@ def cifar_resnet(depth: int, width: float, num_classes: int, size: int = 32) -> 
     """He et al. 2016 Sec. 4.2 with MEST's 1x1-conv shortcuts and dense stem/shortcut/fc."""
     n = (depth - 2) // 6
     widths = [round(16 * width), round(32 * width), round(64 * width)]
+    return _stem_and_stages(widths, n, num_classes, size)
+
+
+def cifar_resnet18(width: float, num_classes: int, size: int = 32) -> ArchSpec:
+    """ResNet-18 with a 3x3 stem (mammoth / SparCL): widths 64..512 x width, 2 blocks per stage, same shortcuts."""
+    return _stem_and_stages([round(m * 64 * width) for m in (1, 2, 4, 8)], 2, num_classes, size)
+
+
+def _stem_and_stages(widths: list[int], n: int, num_classes: int, size: int) -> ArchSpec:
     spec = ArchSpec()
     spec.conv("stem.conv", 3, widths[0], 3, size, sparse=False)
     spec.bn_channels += widths[0]
@@ -127,4 +136,6 @@ def spec_for(name: str, num_classes: int) -> ArchSpec:
         return cifar_resnet(*cifar[name], num_classes)
     if name == "vgg19":
         return vgg(VGG19_CFG, num_classes)
+    if name == "resnet18_cifar":
+        return cifar_resnet18(1.0, num_classes)
     return imagenet_resnet(name, num_classes)

@@ -7,7 +7,7 @@ import torch
 
 from spfde_core.models import MODELS
 
-CIFAR_MODELS = ["resnet20", "resnet32", "resnet56", "resnet32_w2", "vgg19"]
+CIFAR_MODELS = ["resnet20", "resnet32", "resnet56", "resnet32_w2", "vgg19", "resnet18_cifar"]
 IMAGENET_MODELS = ["resnet18", "resnet50"]
 ALL_MODELS = CIFAR_MODELS + IMAGENET_MODELS
 
