@@ -463,3 +463,11 @@ def check_feature_cache(cfg: DictConfig) -> None:
     _check(fc.probe_samples >= 1, "feature_cache.probe_samples", "an integer >= 1", fc.probe_samples)
     if fc.store != "none" and cfg.freezing.name == "none":
         raise ConfigError("feature_cache.store: caches the frozen prefix's maps; expected none when freezing=none")
+    if fc.store == "none":  # a cache option without a cache would be recorded but do nothing
+        default = FeatureCacheConfig()
+        changed = sorted(k for k in fc if k != "store" and fc[k] != getattr(default, k))
+        if changed:
+            raise ConfigError(
+                f"feature_cache.{changed[0]}: set to {fc[changed[0]]!r}, but feature_cache.store=none caches "
+                "nothing; expected feature_cache.store=memory or disk, or the default"
+            )

@@ -145,3 +145,14 @@ def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path, 
     assert resumed["feature_cache"]["builds"] == whole["feature_cache"]["builds"]
     storages = {b["storage"] for b in whole["feature_cache"]["builds"]}
     assert storages <= {"fp16", "int8"} and whole["feature_cache"]["builds"][0]["channels_cached_per_view"] >= 1
+
+
+def test_cache_options_without_a_cache_are_refused() -> None:
+    from spfde_core.config import validate
+
+    for option in ("feature_cache.augment=similarity", "feature_cache.compression=int8", "feature_cache.views=3"):
+        cfg = load_config(["profile=smoke", "freezing=linear", option])
+        with pytest.raises(ConfigError, match=r"feature_cache\.\w+: set to .*feature_cache.store=none caches nothing"):
+            validate(cfg)
+    validate(load_config(["profile=smoke", "freezing=linear", "feature_cache.store=none"]))
+    validate(load_config(["profile=smoke", "freezing=linear", "feature_cache.store=disk", "feature_cache.views=3"]))
