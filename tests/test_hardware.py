@@ -100,7 +100,7 @@ def test_layout_probe_times_both_layouts_without_touching_the_random_stream() ->
 
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    times = layout_probe.measure(lambda: build_model("resnet20", 10, width=0.5), 32, 10, 4, bf16=False)
+    times = layout_probe.measure(lambda: build_model("resnet20", 10), 32, 10, 4, bf16=False)
     assert set(times) == {"nchw", "channels_last"} and all(t > 0 for t in times.values())
     assert torch.equal(torch.get_rng_state(), before)
 
