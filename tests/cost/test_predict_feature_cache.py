@@ -33,6 +33,9 @@ CASES = {
         "feature_cache.augment=naive",
         "feature_cache.compression=int8",
     ],
+    # sparse: the frozen prefix's masks stop changing; RigL's dense gradients skip frozen layers
+    "rigl_cache": [*PROGRESSIVE, "sparsity=rigl", "sparsity.update_interval_steps=2", "feature_cache.store=memory"],
+    "mest_ems_cache": [*PROGRESSIVE, "sparsity=mest_ems", "sparsity.update_every_epochs=1", "feature_cache.store=disk"],
     "over_budget_recompute": [
         *PROGRESSIVE,
         "feature_cache.store=memory",
