@@ -156,6 +156,8 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     frozen = predicted_frozen_blocks(cfg, model)
     if frozen is None:
         assumptions.append(f"freezing={cfg.freezing.name} decides online: not modelled, counted as none")
+        if cfg.get("feature_cache") and cfg.feature_cache.store != "none":
+            assumptions.append("feature cache: not predicted without a freezing plan (no build counted)")
         frozen = [0] * epochs
     cached = predict_cache(cfg, model, profile, frozen, actives, num_train)
     skips = cached.start_block if cached else [0] * epochs

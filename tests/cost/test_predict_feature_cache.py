@@ -107,6 +107,7 @@ def test_prediction_refuses_an_over_budget_plan_like_the_run() -> None:
 
 
 def test_online_freezing_is_said_to_be_unmodelled() -> None:
-    report = predict_cost(load_config(["profile=smoke", "freezing=autofreeze"]))
+    report = predict_cost(load_config(["profile=smoke", "freezing=autofreeze", "feature_cache.store=memory"]))
     assert report.config["frozen_blocks_per_epoch"] == [0, 0]
     assert any("autofreeze decides online" in a for a in report.assumptions)
+    assert any("feature cache: not predicted" in a for a in report.assumptions)
