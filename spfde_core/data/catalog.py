@@ -56,6 +56,17 @@ DATASETS: dict[str, DatasetInfo] = {
         std=(0.229, 0.224, 0.225),
         in_memory=False,
     ),
+    # Tiny-ImageNet (200 classes, 64x64), the third dataset of the continual-learning splits (Split
+    # Tiny-ImageNet = 10 tasks x 20 classes, docs/continual.md); constants of mammoth's seq-tinyimg, which
+    # SparCL's continual code derives from. Prepared from an ImageFolder tree (train/ and val/ in class folders).
+    "tiny_imagenet": DatasetInfo(
+        name="tiny_imagenet",
+        num_classes=200,
+        image_size=64,
+        mean=(0.4802, 0.4480, 0.3975),
+        std=(0.2770, 0.2691, 0.2821),
+        in_memory=True,
+    ),
     # CIFAR-shaped generated data for smoke tests; its pixels are centred on mid-grey with a spread
     # of roughly a quarter of the range (see sources/synthetic.py).
     "synthetic": DatasetInfo(
