@@ -1,11 +1,12 @@
 """Training cost of a continual run, RigL-style, with what rehearsal, DDR and DGM add or save (docs/continual.md).
 
-Convention: the cost meter's (``spfde_core/cost``, docs/cost.md): one training sample = forward + input
-gradient + weight gradient of every op at the live masks, 1 FLOP = one multiply or add; this is RigL's
-counting (Evci et al. 2020, App. H: a step ~ 3x the forward at the live sparsity), which the SparCL authors
-follow (neu-spiral/SparCL issue #2). The ``cost`` block of the record stays the meter's; this callback adds
-``continual_cost``, whose baseline is the *dense DER++ run* of the same config (every sample of the current
-task each epoch, the same replay passes per step), not the meter's dense run over the whole dataset:
+Convention: the cost meter's (``spfde_core/cost``, docs/cost.md): one training sample = forward + input gradient +
+weight gradient of every op at the live masks, 1 FLOP = one multiply or add; this is RigL's counting (Evci et al.
+2020, App. H: a step ~ 3x the forward at the live sparsity), which the SparCL authors follow (their App. D.1, per
+the maintainer's answer in neu-spiral/SparCL issue #2; their code for it is not public). The ``cost`` block of the
+record stays the meter's; this callback adds ``continual_cost``, whose baseline is the *dense DER++ run* of the same
+config (every sample of the current task each epoch, the same replay passes per step), not the meter's dense run
+over the whole dataset:
 
 - current batch: samples x per-sample FLOPs at the live masks (the meter's steps, task by task);
 - replay: every buffer sample forwarded and back-propagated through the same (sparse) model counts as a
