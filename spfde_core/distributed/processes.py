@@ -22,6 +22,8 @@ from spfde_core.distributed.batchnorm import convert_batchnorm
 from spfde_core.distributed.consistency import RankConsistency
 from spfde_core.distributed.context import DistContext, setup, teardown
 from spfde_core.distributed.ddp import distributed_block, wrap
+from spfde_core.distributed.step import all_reduce_sums, gather_step, global_batch_size, shard_sizes
+from spfde_core.train.callbacks import StepOutput
 
 
 class SingleProcess:
@@ -71,6 +73,26 @@ class SingleProcess:
 
     def finish(self, side_dir: Path) -> None:
         """Leave the process group and drop other ranks' side files (nothing to do here)."""
+
+    # The loop's steps (train/loop.py; the partition contract in distributed/step.py).
+
+    def shard(self, loader: Any) -> Any:
+        """This process's piece of each of ``loader``'s batches: here the whole batch."""
+        return loader
+
+    def backward(self, losses: torch.Tensor, loader: Any, index: int) -> None:
+        """Backward of the global batch's mean loss from this process's per-sample ``losses``."""
+        losses.mean().backward()
+
+    def gather(self, step: StepOutput, loader: Any, index: int) -> StepOutput:
+        """The global batch's outputs from this process's piece: here the piece is the batch."""
+        return step
+
+    def sum_over_processes(
+        self, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seen: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The evaluation's sums over every process: here this process's."""
+        return loss_sum, correct_sum, seen
 
 
 class Ranks:
@@ -129,6 +151,24 @@ class Ranks:
         if not self.is_main:
             shutil.rmtree(side_dir, ignore_errors=True)
         teardown(self.context)
+
+    def shard(self, loader: Any) -> Any:
+        return loader.iter_shard(self.context.rank, self.context.world_size)
+
+    def backward(self, losses: torch.Tensor, loader: Any, index: int) -> None:
+        world_size = self.context.world_size
+        sizes = shard_sizes(global_batch_size(loader, index), world_size)
+        (losses.sum() * (world_size / sum(sizes))).backward()  # DDP divides by world_size
+
+    def gather(self, step: StepOutput, loader: Any, index: int) -> StepOutput:
+        # The global batch, in single-process order, identical on every rank.
+        return gather_step(step, shard_sizes(global_batch_size(loader, index), self.context.world_size))
+
+    def sum_over_processes(
+        self, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seen: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        loss_sum, correct_sum, total = all_reduce_sums(loss_sum, correct_sum, torch.tensor(seen))
+        return loss_sum, correct_sum, int(total.item())
 
 
 Processes = SingleProcess | Ranks

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from spfde_core.distributed.step import all_reduce_sums, gather_step, global_batch_size, shard_sizes
+from spfde_core.distributed.processes import Processes, SingleProcess
 from spfde_core.train.callbacks import CallbackList, StepOutput, TrainState
 from spfde_core.train.optim import apply_schedules
 
-# Distributed training (spfde_core/distributed): ``dist`` is None in a single-process run, whose code
-# path below is unchanged; with a DistContext each rank trains on its piece of every global batch.
+# ``procs`` is the process layout (spfde_core/distributed/processes.py): ``SingleProcess``, whose
+# steps are the plain trainer's, or torchrun's ``Ranks``, each training on its piece of every batch.
+ONE_PROCESS = SingleProcess()
 
 
 def autocast(state: TrainState) -> contextlib.AbstractContextManager:
@@ -23,10 +23,12 @@ def autocast(state: TrainState) -> contextlib.AbstractContextManager:
     return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, dist: Any = None) -> None:
+def train_epoch(
+    state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, procs: Processes = ONE_PROCESS
+) -> None:
     """One pass over the active training set; fills ``state.epoch_log`` with train loss/acc/time.
 
-    Distributed (``dist`` given): this rank trains on its piece of each global batch, the loss is
+    Distributed (``Ranks``): this rank trains on its piece of each global batch, the loss is
     scaled so DDP's gradient average is the global-batch mean, and ``after_step`` callbacks get the
     gathered global ``StepOutput`` (spfde_core/distributed/step.py), identical on every rank.
     """
@@ -41,8 +43,7 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
     correct_sum = torch.zeros((), device=state.device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    batches = loader if dist is None else loader.iter_shard(dist.rank, dist.world_size)
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(procs.shard(loader)):
         if i == num_batches:
             break
         t = state.epoch + (i / num_batches if cfg.optim.per_iteration else 0.0)
@@ -54,23 +55,15 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
         loss_logits = logits if state.loss_logits is None else state.loss_logits(logits)  # continual: task mask
         losses = F.cross_entropy(loss_logits, batch.labels, reduction="none", label_smoothing=cfg.train.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
-        if dist is None:
-            losses.mean().backward()
-        else:
-            sizes = shard_sizes(global_batch_size(loader, i), dist.world_size)
-            (losses.sum() * (dist.world_size / sum(sizes))).backward()  # DDP divides by world_size
+        procs.backward(losses, loader, i)
         callbacks.after_backward(state, batch)
         state.optimizer.step()
-        losses = losses.detach()
         correct = logits.detach().argmax(1) == batch.labels
-        step = StepOutput(batch.indices, losses, correct, logits.detach())
-        if dist is not None:
-            step = gather_step(step, sizes)  # the global batch, in single-process order
-            losses, correct = step.losses, step.correct
+        step = procs.gather(StepOutput(batch.indices, losses.detach(), correct, logits.detach()), loader, i)
         callbacks.after_step(state, step)
-        loss_sum += losses.sum()
-        correct_sum += correct.sum()
-        seen += len(losses)
+        loss_sum += step.losses.sum()
+        correct_sum += step.correct.sum()
+        seen += len(step.losses)
         state.step += 1
     seconds = time.perf_counter() - start
     state.train_s += seconds
@@ -87,7 +80,7 @@ def train_epoch(state: TrainState, callbacks: CallbackList, forward: torch.nn.Mo
 
 
 @torch.no_grad()
-def evaluate(state: TrainState, forward: torch.nn.Module, dist: Any = None) -> dict[str, float]:
+def evaluate(state: TrainState, forward: torch.nn.Module, procs: Processes = ONE_PROCESS) -> dict[str, float]:
     """Top-1 accuracy and mean loss on the test split (un-augmented, fixed order).
 
     Distributed: each rank evaluates its piece of every test batch and the sums are all-reduced.
@@ -97,18 +90,13 @@ def evaluate(state: TrainState, forward: torch.nn.Module, dist: Any = None) -> d
     correct_sum = torch.zeros((), device=state.device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    batches = state.test_loader
-    if dist is not None:
-        batches = batches.iter_shard(dist.rank, dist.world_size)
-    for batch in batches:
+    for batch in procs.shard(state.test_loader):
         with autocast(state):
             logits = forward(batch.images).float()
         loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum")
         correct_sum += (logits.argmax(1) == batch.labels).sum()
         seen += len(batch.labels)
-    if dist is not None:
-        loss_sum, correct_sum, total = all_reduce_sums(loss_sum, correct_sum, torch.tensor(seen))
-        seen = int(total.item())
+    loss_sum, correct_sum, seen = procs.sum_over_processes(loss_sum, correct_sum, seen)
     return {
         "test_loss": loss_sum.item() / seen,
         "test_acc": correct_sum.item() / seen,
@@ -116,7 +104,7 @@ def evaluate(state: TrainState, forward: torch.nn.Module, dist: Any = None) -> d
     }
 
 
-def train(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, dist: Any = None) -> None:
+def train(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, procs: Processes = ONE_PROCESS) -> None:
     """Run epochs ``state.epoch .. train.epochs-1``; evaluation, records and checkpoints are callbacks."""
     callbacks.on_train_start(state)
     while state.epoch < state.cfg.train.epochs:
@@ -124,10 +112,10 @@ def train(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, 
         state.epoch_log = {}
         state.train_loader.set_epoch(state.epoch)
         callbacks.on_epoch_start(state)
-        train_epoch(state, callbacks, forward, dist)
+        train_epoch(state, callbacks, forward, procs)
         last = state.epoch + 1 == state.cfg.train.epochs
         if last or (state.epoch + 1) % state.cfg.train.eval_every_epochs == 0:
-            state.epoch_log.update(evaluate(state, forward, dist))
+            state.epoch_log.update(evaluate(state, forward, procs))
         state.elapsed_s += time.perf_counter() - epoch_start
         state.epoch_log["elapsed_s"] = state.elapsed_s
         state.history.append(state.epoch_log)

@@ -141,7 +141,7 @@ def run_training(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[s
     forward = procs.wrap(model, device, cfg)
     forward = torch.compile(forward) if cfg.train.compile else forward
 
-    train(state, callbacks, forward, procs.context)
+    train(state, callbacks, forward, procs)
 
     record = {**build_record(cfg, chash, paths, state, data.record), "hardware": hardware, **procs.record_blocks(cfg)}
     side_dir = procs.side_dir(paths.run_dir)
