@@ -28,6 +28,7 @@ from spfde_core.continual.common import cl_generator, epochs_per_task, task_and_
 from spfde_core.continual.metrics import average_accuracy, average_forgetting, per_task_accuracy
 from spfde_core.continual.replay import buffer_passes, replay_loss
 from spfde_core.continual.splits import TaskSplit, make_split, task_logit_mask
+from spfde_core.cost.events import CostEvent
 from spfde_core.data.types import Batch
 from spfde_core.train.callbacks import StepOutput, TrainState
 from spfde_core.train.loop import autocast
@@ -56,11 +57,14 @@ class ContinualHarness:
         self.buffer_samples = 0
         """Buffer samples forwarded and back-propagated so far (the rehearsal's extra training work)."""
         self.steps_with_replay = 0
+        self.epoch_replay = 0
+        """Buffer samples trained this epoch, charged to the cost meter at the epoch's end (``replay_pass``)."""
 
     # -- hooks -------------------------------------------------------------------------------------
     def on_epoch_start(self, state: TrainState) -> None:
         task, epoch_in_task = task_and_epoch(state.cfg, state.epoch)
         self.task = task
+        self.epoch_replay = 0
         state.train_loader.set_active(self.task_indices[task])
         if self.cfg.mask_other_tasks:
             add = task_logit_mask(self.split, task, state.device)
@@ -88,6 +92,7 @@ class ContinualHarness:
         loss.backward()  # accumulates onto the current batch's gradient: d(mean CE + buffer terms)
         self.buffer_samples += seen
         self.steps_with_replay += 1
+        self.epoch_replay += seen
 
     def after_step(self, state: TrainState, step: StepOutput) -> None:
         if self.buffer.size == 0 or self.cfg.replay == "none":
@@ -96,6 +101,11 @@ class ContinualHarness:
         self.buffer.add(step.indices, self.labels[step.indices], step.logits, gen)
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if self.epoch_replay:  # the meter charges them at the live masks (one event per epoch, not per step)
+            passes = {"forward": 1, "backward": 1}
+            state.cost_events.append(
+                CostEvent("replay_pass", state.epoch, state.step, samples=self.epoch_replay, passes=passes)
+            )
         task, epoch_in_task = task_and_epoch(state.cfg, state.epoch)
         if epoch_in_task != self.per_task - 1:
             return

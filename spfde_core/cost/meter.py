@@ -66,6 +66,7 @@ _TOTAL_KEYS = (
     "memory_sum",
     "dense_grad_every_step",
     "overhead_feature_cache",
+    "overhead_replay",
 )
 
 
@@ -263,7 +264,9 @@ class CostMeter:
         t = self.totals
         steps = Split(t["fwd"], t["ig"], t["wg"])
         macs = Split(t["mac_fwd"], t["mac_ig"], t["mac_wg"], unit="MACs")
-        overheads = t["overhead_dense_weight_grad"] + t["overhead_scoring"] + t["overhead_feature_cache"]
+        overheads = (
+            t["overhead_dense_weight_grad"] + t["overhead_scoring"] + t["overhead_feature_cache"] + t["overhead_replay"]
+        )
         total = steps.total + overheads
         baseline = t["baseline_flops"]
         dense_memory = memory_model(self.profile, None, 0, self.memory_batch_size)
@@ -284,6 +287,8 @@ class CostMeter:
                     "dense_weight_grad": t["overhead_dense_weight_grad"],
                     "scoring_passes": t["overhead_scoring"],
                     **({"feature_cache_build": t["overhead_feature_cache"]} if t["overhead_feature_cache"] else {}),
+                    # continual learning's rehearsal passes (docs/continual.md); absent elsewhere
+                    **({"replay_passes": t["overhead_replay"]} if t["overhead_replay"] else {}),
                     "total": overheads,
                 },
                 "total": total,
@@ -389,6 +394,7 @@ class CostMeter:
             flops = self._event_flops(state, event, cur, step_samples)
             dense = event.kind.startswith("dense_weight_grad")
             key = "overhead_dense_weight_grad" if dense else "overhead_scoring"
+            key = "overhead_replay" if event.kind == "replay_pass" else key
             self.totals[key] += flops
             if self._epoch:
                 self._epoch["overhead"] = self._epoch.get("overhead", 0) + flops
@@ -405,7 +411,7 @@ class CostMeter:
             same_step = step_samples is not None and event.step == state.step
             b = step_samples if same_step else int(event.samples or state.cfg.train.batch_size)
             return b * dense_weight_grad_extra(self.profile, cur["active"], cur["frozen"], layers)
-        # scoring_pass
+        # scoring_pass, replay_pass (at the live masks: density None)
         counts = None if event.density == "dense" else cur["active"]
         return int(event.samples or 0) * scoring_flops(self.profile, counts, event.passes or {})
 

@@ -22,6 +22,8 @@ def test_dense_derpp_costs_exactly_its_baseline_and_replay_is_charged(cl_overrid
     assert samples["replay"] == record["continual"]["buffer_samples_trained"] == 12 * 2 * 16
     assert cost["replay_flops"] == samples["replay"] * per_sample
     assert cost["ratio_to_dense_replay_baseline"] == 1.0  # no TDM, no DDR: the run is its own dense baseline
+    # the meter charges the same replay passes as an overhead of the run's training FLOPs
+    assert record["cost"]["training_flops"]["overheads"]["replay_passes"] == cost["replay_flops"]
     # DGM at the 80th percentile keeps ~20 % of the dense layers' gradients: ~80 % of their weight gradient
     dgm = cost["dgm"]
     assert 0 < dgm["weight_grad_flops_skippable"] < cost["training_flops"] / 3
