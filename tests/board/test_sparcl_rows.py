@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spfde_core.board.claims import load_claims
 from spfde_core.board.paper import load_paper
 from spfde_core.board.spec import PROFILES, load_spec
 from spfde_core.cli import load_config
@@ -69,3 +70,8 @@ def test_paper_values_are_the_abstract_claims_only() -> None:
     ]
     assert all("[ABS]" in v.source for v in values if v.status in ("found", "qualitative"))
     assert all(v.value is None for v in values if v.status == "not_found")
+
+
+def test_claims_load_against_the_rows() -> None:
+    claims = load_claims(FOLDER / "claims.yaml", load_spec(FOLDER))
+    assert [c.id for c in claims] == ["a", "b"] and all(len(c.conditions) == 2 for c in claims)
