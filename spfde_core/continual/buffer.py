@@ -47,11 +47,16 @@ class ReservoirBuffer:
     ) -> None:
         """Offer a batch (in batch order); later examples overwrite earlier ones that drew the same slot."""
         slots = self.slots_for(len(indices), generator)
+        winners: dict[int, int] = {}
         for i, slot in enumerate(slots.tolist()):  # sequential, as mammoth's loop: a later draw wins a slot
             if slot >= 0:
-                self.indices[slot] = indices[i]
-                self.labels[slot] = labels[i]
-                self.logits[slot] = logits[i].float()
+                winners[slot] = i
+        if winners:  # one write per tensor (no per-sample kernel launches on a GPU), slots unique
+            dst = torch.tensor(list(winners), dtype=torch.int64, device=self.device)
+            src = torch.tensor(list(winners.values()), dtype=torch.int64, device=indices.device)
+            self.indices[dst] = indices[src].to(self.device, torch.int64)
+            self.labels[dst] = labels[src].to(self.device, torch.int64)
+            self.logits[dst] = logits[src].to(self.device, torch.float32)
         self.num_seen += len(indices)
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -80,19 +80,20 @@ class DynamicGradientMasking:
         if not self.layers:
             self._choose_layers()
         kept = total = 0
-        self.last_kept = {}
         for name, module in self.layers:
             grad = module.weight.grad
             if grad is None:
                 continue
             if self.batch % self.refresh == 0:
-                self.masks[name] = percentile_mask(grad, getattr(module, MASK_BUFFER, None), self.q)
+                weight_mask = getattr(module, MASK_BUFFER, None)
+                self.masks[name] = percentile_mask(grad, weight_mask, self.q)
+                # counted once per refresh (host syncs), reused until the next one
                 self.kept_counts[name] = int(self.masks[name].sum())
+                active = int(weight_mask.sum()) if weight_mask is not None else grad.numel()
+                # share of the live weights' gradient entries kept (what a sparse weight-gradient kernel computes)
+                self.last_kept[name] = self.kept_counts[name] / max(active, 1)
             else:
                 grad.mul_(self.masks[name].to(grad.dtype))
-            active = module.weight_mask.sum() if hasattr(module, MASK_BUFFER) else grad.numel()
-            # share of the live weights' gradient entries kept (what a sparse weight-gradient kernel would compute)
-            self.last_kept[name] = self.kept_counts[name] / max(int(active), 1)
             kept += self.kept_counts[name]
             total += grad.numel()
         if self.batch % self.refresh == 0:
