@@ -118,7 +118,7 @@ class ContinualHarness:
         log["cl_til_avg_acc"] = average_accuracy(til, task)
         log["cl_forgetting"] = average_forgetting(self.acc, task)
         log["cl_til_forgetting"] = average_forgetting(self.til_acc, task)
-        if self.cfg.setting == "task_il":  # the run's headline top-1 is the setting's metric
+        if self.cfg.setting == "task_il" and "test_acc" in log:  # the headline top-1 is the setting's metric
             log["test_acc"] = log["cl_til_avg_acc"]
 
     # -- record and resume -------------------------------------------------------------------------

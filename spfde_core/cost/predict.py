@@ -21,7 +21,11 @@ file (``sparsity/config.py``: ``SparseConfig.predicted_sparsities`` and ``predic
   forward is not charged), the building passes and the cache bytes come from the cache's own file
   (``freezing/feature_cache.py: predict_cache``); memory is the model of the frozen-prefix step (the
   cache itself lives in host memory or on disk: its bytes are reported apart);
-- sieving methods other than ``none`` are not modelled (counted as full data; the report says so).
+- sieving methods other than ``none`` are not modelled (counted as full data; the report says so);
+- continual learning (``continual.name``, docs/continual.md): per epoch the current task's samples (DDR's
+  removals applied) and the rehearsal passes, charged as the meter charges its ``replay_pass`` events
+  (``continual/predict.py``); a method with a ``task_epochs`` field left null (``sparcl_tdm``) gets the run's
+  epochs per task, so its schedule restarts with every task as in training.
 
 Training samples per epoch: 50,000 for CIFAR-10/100, ``data.synthetic.num_train`` for synthetic,
 1,281,167 for ImageNet (ILSVRC-2012 train); test samples 10,000 / ``num_test`` / 50,000.
@@ -38,15 +42,15 @@ import torch
 from omegaconf import DictConfig
 
 from spfde_core.cost.events import Overheads, RunShape
-from spfde_core.cost.flops import Split, op_flops, op_macs, prefix_forward, sample_flops, total
+from spfde_core.cost.flops import Split, op_flops, op_macs, prefix_forward, sample_flops, scoring_flops, total
 from spfde_core.cost.layers import ModelProfile, profile_model
 from spfde_core.cost.memory import SPARSE_FORMAT, memory_model
 from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, input_shape_of
 from spfde_core.data import get_dataset_info
 from spfde_core.models import build_model
 
-TRAIN_SAMPLES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
-TEST_SAMPLES = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 50_000}
+TRAIN_SAMPLES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "tiny_imagenet": 100_000}
+TEST_SAMPLES = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 50_000, "tiny_imagenet": 10_000}
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,15 @@ def _active_counts(cfg: DictConfig, model: torch.nn.Module, sparsities: dict[str
 
 def epoch_sparsities(cfg: DictConfig, model: torch.nn.Module) -> list[dict[str, float]]:
     """Per training epoch, the sparsity of every sparse layer between mask updates."""
+    from spfde_core.continual.predict import task_epochs
     from spfde_core.sparsity.config import sparse_config
 
     epochs = int(cfg.train.epochs)
     method = sparse_config(cfg.sparsity)
     if method is None:  # dense
         return [{} for _ in range(epochs)]
+    if getattr(method, "task_epochs", 0) is None:  # a per-task schedule (sparcl_tdm): the run's tasks
+        method.task_epochs = task_epochs(cfg)
     return method.predicted_sparsities(_layer_targets(cfg, model), epochs)
 
 
@@ -140,6 +147,7 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     Returns:
         A ``CostReport`` (``format_cost_table`` prints it; ``to_dict`` for JSON).
     """
+    from spfde_core.continual.predict import continual_plan
     from spfde_core.freezing.feature_cache import predict_cache
     from spfde_core.freezing.prefix import predicted_frozen_blocks
 
@@ -150,6 +158,8 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     batch, epochs = int(t.batch_size), int(t.epochs)
     per_epoch = baseline_epoch_samples(num_train, batch, bool(t.drop_last), t.max_batches_per_epoch)
     steps_per_epoch = math.ceil(per_epoch / batch)
+    plan = continual_plan(cfg, num_train)  # None unless continual learning: then per-task samples and replay
+    presented = [p.samples for p in plan] if plan else [per_epoch] * epochs
     sparsities = epoch_sparsities(cfg, model)
     actives = [_active_counts(cfg, model, s) for s in sparsities]
     assumptions = [f"sparsity={cfg.sparsity.name}: see spfde_core/cost/predict.py for what is assumed"]
@@ -189,22 +199,29 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     memories = []
     for epoch, active in enumerate(actives):
         c = costs(active, frozen[epoch], skips[epoch])
-        op_totals = [a + o.scale(per_epoch) for a, o in zip(op_totals, c["ops"], strict=True)]
-        macs = macs + c["macs"].scale(per_epoch)
-        saving_freezing += per_epoch * (dense - c["frozen_dense"])
+        n = presented[epoch]
+        op_totals = [a + o.scale(n) for a, o in zip(op_totals, c["ops"], strict=True)]
+        macs = macs + c["macs"].scale(n)
+        saving_freezing += n * (dense - c["frozen_dense"])
         if (epoch + 1) % int(t.eval_every_epochs) == 0 or epoch + 1 == epochs:
             eval_total += num_test * c["eval"]
             eval_passes += 1
         memories.append(c["memory"])
     steps = sum(op_totals, Split())
     baseline = epochs * per_epoch * dense
+    sieving = (epochs * per_epoch - sum(presented)) * dense
     run = RunShape(profile, actives, epochs, steps_per_epoch, per_epoch, batch, num_classes, frozen=frozen)
     overheads = _overheads(cfg, run)
+    if plan and any(p.replay for p in plan):  # the meter's replay_pass events: forward + backward at the live masks
+        passes = {"forward": 1, "backward": 1}
+        replay = sum(p.replay * scoring_flops(profile, actives[e], passes) for e, p in enumerate(plan))
+        overheads["replay_passes"] = replay
+        overheads["total"] += replay
     if cached and sum(cached.build_flops):
         overheads["feature_cache_build"] = sum(cached.build_flops)
         overheads["total"] += overheads["feature_cache_build"]
     total_flops = steps.total + overheads["total"]
-    rows = _rows(profile, op_totals, actives, epochs * per_epoch)
+    rows = _rows(profile, op_totals, actives, sum(presented))
     max_mem = max(memories, key=lambda mm: mm["total"]) if memories else None
     min_mem = min(memories, key=lambda mm: mm["total"]) if memories else None
     return CostReport(
@@ -228,9 +245,10 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
             "steps": steps.as_dict(),
             "savings": {
                 "order": list(SAVING_ORDER),
-                "sieving": 0,
+                # continual learning trains one task's samples an epoch: the meter books the rest as sieving
+                "sieving": sieving,
                 "freezing": saving_freezing,
-                "sparsity": baseline - saving_freezing - steps.total,
+                "sparsity": baseline - sieving - saving_freezing - steps.total,
             },
             "overheads": overheads,
             "total": total_flops,
@@ -243,7 +261,7 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
             "full_dataset": num_train,
             "per_epoch": per_epoch,
             "steps_per_epoch": steps_per_epoch,
-            "presented": epochs * per_epoch,
+            "presented": sum(presented),
             "dense_training_step_flops_per_sample": dense,
         },
         memory={

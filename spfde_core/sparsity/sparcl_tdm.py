@@ -51,8 +51,8 @@ class SparCLTDMConfig(SparseConfig):
     update_every_epochs: int = domain("[1, inf)", 5)
     """Within-task epochs between mask updates, from epoch 0 of each task (script --sp-mask-update-freq 5)."""
     task_epochs: int | None = domain("[1, inf)", None)
-    """Epochs per task; null = train.epochs / continual.num_tasks (the whole run without continual learning).
-    Set it for ``spfde cost`` to predict a continual run's per-task schedule."""
+    """Epochs per task; null = train.epochs / continual.num_tasks (the whole run without continual learning);
+    ``spfde cost`` fills it the same way."""
     init: str = "magnitude"
     """Initial mask: magnitude (the script's hardening of the initial weights) or random."""
     reset_momentum: bool = False

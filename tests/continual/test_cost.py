@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spfde_core.cli import load_config
+from spfde_core.cost.predict import predict_cost
 from spfde_core.train.run import run_training
 
 pytestmark = pytest.mark.smoke
@@ -51,3 +52,28 @@ def test_ddr_and_tdm_lower_the_ratio(cl_overrides) -> None:
     assert cost["samples"]["replay"] < cost["samples"]["baseline_replay"]  # fewer steps, fewer replay passes
     assert cost["ratio_to_dense_replay_baseline"] < 0.5
     assert cost["dgm"]["weight_grad_flops_skippable"] == 0
+
+
+@pytest.mark.parametrize("method", ["dense", "sparcl_tdm"])
+def test_spfde_cost_predicts_what_the_meter_charges(cl_overrides, method: str) -> None:
+    """Per-task samples after DDR's removals, replay passes and TDM's per-task schedule, exactly."""
+    overrides = [
+        *cl_overrides,
+        "train.epochs=10",  # 2 epochs per task; 64 images per task, 4 batches of 16
+        "train.max_batches_per_epoch=null",
+        "continual.ddr.enabled=true",
+        "continual.ddr.every_epochs=1",
+        "continual.ddr.until_epoch=1",
+        "continual.ddr.remove_per_task=20",  # 44 left: 2 full batches at the second epoch of a task
+        f"sparsity={method}",
+        "sparsity.update_every_epochs=1" if method == "sparcl_tdm" else "train.eval_every_epochs=1",
+        "sparsity.phase_epochs=[1,2]" if method == "sparcl_tdm" else "train.eval_every_epochs=1",
+    ]
+    cfg = load_config(overrides)
+    measured = run_training(cfg)["cost"]
+    predicted = predict_cost(cfg)
+    tf, ptf = measured["training_flops"], predicted.training_flops
+    assert ptf["steps"] == tf["steps"] and ptf["savings"] == tf["savings"]
+    assert ptf["overheads"] == tf["overheads"] and tf["overheads"]["replay_passes"] > 0
+    assert ptf["total"] == tf["total"] and ptf["baseline_dense_full_data"] == tf["baseline_dense_full_data"]
+    assert predicted.samples["presented"] == measured["samples"]["presented"] == 5 * (64 + 32)
