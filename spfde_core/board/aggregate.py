@@ -114,6 +114,11 @@ class Cell:
         return self._mean(lambda d: d["cost"]["training_flops"]["ratio_to_dense"])
 
     @property
+    def forgetting(self) -> float | None:
+        """Continual runs: mean over seeds of the final average forgetting (%, docs/continual.md); else None."""
+        return self._mean(lambda d: 100.0 * d["continual"]["final_forgetting"])
+
+    @property
     def memory_mib(self) -> float | None:
         """SpFDE's memory model (fp32, batch 64), average over training, MiB."""
         return self._mean(lambda d: d["cost"]["memory"]["model"]["avg_bytes"] / 2**20)

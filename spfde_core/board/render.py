@@ -236,7 +236,10 @@ def render_markdown(
                 lines += ["No run records yet.", ""]
             for pid in sorted({c.protocol.id for c in group}):
                 rows = []
-                for c in (c for c in group if c.protocol.id == pid):
+                members = [c for c in group if c.protocol.id == pid]
+                # continual-learning runs (docs/continual.md) add their average forgetting; other tables unchanged
+                continual = any(c.forgetting is not None for c in members)
+                for c in members:
                     pv = paper_top1(c, paper)
                     rows.append(
                         [
@@ -244,6 +247,7 @@ def render_markdown(
                             c.setting_label,
                             _top1(c),
                             _n(c),
+                            *([_f(c.forgetting)] if continual else []),
                             pv.shown() if pv and c.protocol.profile == "paper" else "",
                             _f(delta(c, pv)),
                             _f(c.flops_ratio, 3),
@@ -259,6 +263,7 @@ def render_markdown(
                         "setting",
                         "top-1 %",
                         "n",
+                        *(["forgetting %"] if continual else []),
                         "paper",
                         "Δ",
                         "train FLOPs",
