@@ -48,11 +48,11 @@ from hydra.core.config_store import ConfigStore
 from torch import nn
 
 from spfde_core.config import domain
-from spfde_core.cost.events import CostEvent, Overheads, RunShape
+from spfde_core.cost.events import Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
-from spfde_core.sparsity.saliency import ALLOCATIONS, apply_selection, collect_per_class, scoring_mode
+from spfde_core.sparsity.saliency import PruneAtInit, apply_selection, collect_per_class, scoring_mode
 
 
 @dataclass
@@ -134,19 +134,10 @@ def grasp_scores(
     return [-(w.detach() * h) for w, h in zip(weights, hg, strict=True)]
 
 
-class GraSP:
+class GraSP(PruneAtInit):
     """Gradient-flow-preserving mask at initialisation, fixed afterwards."""
 
-    def __init__(self, cfg: GraSPConfig) -> None:
-        if cfg.allocation not in ALLOCATIONS:
-            raise ValueError(f"sparsity.allocation: expected one of {ALLOCATIONS}, got {cfg.allocation!r}")
-        if cfg.allocation == "global" and cfg.scheme != "unstructured":
-            raise ValueError(
-                f"sparsity.allocation=global needs sparsity.scheme=unstructured (got {cfg.scheme!r}); "
-                "use sparsity.allocation=layerwise for structured schemes"
-            )
-        self.cfg = cfg
-        self.cost: dict[str, int] = {}
+    cfg: GraSPConfig
 
     def init_masks(self, ctx: SparseContext) -> None:
         cfg, state = self.cfg, ctx.state
@@ -159,11 +150,7 @@ class GraSP:
         keep = [-s for s in scores]  # keep the smallest S
         apply_selection(ctx, keep, cfg.allocation, [k - k.min() for k in keep])
         n, passes = len(labels), len(chunks)
-        per_sample = {"forward": 2, "backward": 2, "hvp": 1}
-        state.cost_events.append(
-            CostEvent("scoring_pass", 0, state.step, samples=n, passes=per_sample, density="dense")
-        )
-        self.cost = {
+        cost = {
             "scoring_samples": n,
             "forward_passes": 2 * passes,  # one for g, one for Hg per chunk
             "backward_passes": 2 * passes,  # g, and grad with create_graph for Hg
@@ -172,12 +159,7 @@ class GraSP:
             "backward_samples": 2 * n,
             "hvp_samples": n,
         }
-
-    def on_epoch_start(self, ctx: SparseContext) -> bool:
-        return False
-
-    def after_backward(self, ctx: SparseContext) -> bool:
-        return False
+        self.record_scoring(state, n, {"forward": 2, "backward": 2, "hvp": 1}, cost)
 
     def choices(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -203,12 +185,6 @@ class GraSP:
             "mask_updates": "none (static)",
             "scoring_cost": self.cost,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"cost": self.cost}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cost = dict(state["cost"])
 
 
 @SPARSITY_METHODS.register("grasp")

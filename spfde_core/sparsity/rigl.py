@@ -27,7 +27,7 @@ Decisions where paper and code differ or are silent (also in ``choices()``):
 - the dense gradient is needed only at update steps: ``choices()["dense_gradient"]`` says so for
   the cost meter.
 
-``set.py`` reuses ``drop_and_grow`` with random growth.
+``set.py`` reuses ``drop_smallest`` and grows at random.
 """
 
 from __future__ import annotations
@@ -109,27 +109,31 @@ def is_update_step(step: int, interval: int, end_step: float) -> bool:
     return step > 0 and step % interval == 0 and step < end_step
 
 
+def drop_smallest(scheme: Scheme, mask: torch.Tensor, weight: torch.Tensor, drop_fraction: float) -> torch.Tensor:
+    """``mask`` less its ``floor(drop_fraction * active)`` active weights of smallest |w| (RigL, SET).
+
+    Block/channel/pattern schemes round the drop to whole units.
+    """
+    active = int(mask.sum())
+    keep = active - int(active * drop_fraction)
+    return scheme.prune(mask, magnitude_scores(weight), 1.0 - keep / mask.numel())
+
+
 def drop_and_grow(
     scheme: Scheme,
     mask: torch.Tensor,
     weight: torch.Tensor,
     target: float,
     drop_fraction: float,
-    grow_scores: torch.Tensor | None,
-    generator: torch.Generator | None = None,
+    grow_scores: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One layer's drop-and-regrow; returns ``(new_mask, kept)``.
+    """One layer's RigL update; returns ``(new_mask, kept)``.
 
-    Drops ``floor(drop_fraction * active)`` active weights with the smallest |w| (``kept`` = the
-    mask after the drop), then grows back to ``target`` sparsity: the highest ``grow_scores`` among
-    all positions inactive after the drop (RigL), or uniformly at random with ``generator`` when
-    ``grow_scores`` is None (SET). Block/channel/pattern schemes round the drop to whole units.
+    ``kept`` = the mask after ``drop_smallest``; then grows back to ``target`` sparsity: the highest
+    ``grow_scores`` among all positions inactive after the drop.
     """
-    active = int(mask.sum())
-    keep = active - int(active * drop_fraction)
-    kept = scheme.prune(mask, magnitude_scores(weight), 1.0 - keep / mask.numel())
-    new_mask = scheme.grow(kept, target, grow_scores, generator)
-    return new_mask, kept
+    kept = drop_smallest(scheme, mask, weight, drop_fraction)
+    return scheme.grow(kept, target, grow_scores), kept
 
 
 class RigL:

@@ -1,5 +1,7 @@
 """Shared machinery of the pruning-at-initialisation methods (SNIP, GraSP).
 
+- ``PruneAtInit``: what the two methods share around their scores: the allocation check, the mask
+  fixed after initialisation, the scoring cost (event and record) as the method's only state;
 - ``scoring_mode``: runs the scoring passes on the dense network at initialisation without leaving a
   trace: BN in train mode (batch statistics, as the reference codes run it) but every buffer (BN
   running statistics, ``num_batches_tracked``) restored afterwards, no frozen blocks, fp32 (no
@@ -15,16 +17,53 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
+from spfde_core.cost.events import CostEvent
 from spfde_core.data.types import Batch, Loader
 from spfde_core.sparsity.engine import SparseContext
 from spfde_core.sparsity.masks import MASK_BUFFER
 from spfde_core.sparsity.schemes._common import top_indices
 
 ALLOCATIONS = ("global", "layerwise")
+
+
+class PruneAtInit:
+    """A mask scored once at initialisation (``init_masks``, the subclass's), fixed afterwards."""
+
+    def __init__(self, cfg: Any) -> None:
+        if cfg.allocation not in ALLOCATIONS:
+            raise ValueError(f"sparsity.allocation: expected one of {ALLOCATIONS}, got {cfg.allocation!r}")
+        if cfg.allocation == "global" and cfg.scheme != "unstructured":
+            raise ValueError(
+                f"sparsity.allocation=global needs sparsity.scheme=unstructured (got {cfg.scheme!r}); "
+                "use sparsity.allocation=layerwise for structured schemes"
+            )
+        self.cfg = cfg
+        self.cost: dict[str, int] = {}
+        """The scoring passes, for the record's ``choices.scoring_cost``."""
+
+    def record_scoring(self, state: Any, samples: int, passes: dict[str, int], cost: dict[str, int]) -> None:
+        """The scoring: a dense cost event of ``passes`` per sample for the meter, ``cost`` for the record."""
+        state.cost_events.append(
+            CostEvent("scoring_pass", 0, state.step, samples=samples, passes=passes, density="dense")
+        )
+        self.cost = cost
+
+    def on_epoch_start(self, ctx: SparseContext) -> bool:
+        return False
+
+    def after_backward(self, ctx: SparseContext) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cost": self.cost}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cost = dict(state["cost"])
 
 
 @contextlib.contextmanager
@@ -131,26 +170,20 @@ def apply_selection(
     """Set every sparse layer's mask (and, for ``global``, its target) from the scores.
 
     ``global``: keep the global top-k of ``keep_scores`` (higher = keep), k = the active count the
-    layers' targets ask for; each layer's target becomes its realised sparsity. Unstructured only.
-    ``layerwise``: each layer at its own target through ``ctx.scheme.prune`` with
-    ``layerwise_scores`` (non-negative, additive), so block/channel/N:M/pattern schemes work.
+    layers' targets ask for; each layer's target becomes its realised sparsity. Unstructured only
+    (``PruneAtInit`` checks it). ``layerwise``: each layer at its own target through
+    ``ctx.scheme.prune`` with ``layerwise_scores`` (non-negative, additive), so block/channel/N:M/pattern
+    schemes work.
     """
     layers = list(ctx.masks)
     if allocation == "global":
-        if ctx.scheme.name != "unstructured":
-            raise ValueError(
-                f"sparsity.allocation=global needs sparsity.scheme=unstructured (got {ctx.scheme.name!r}); "
-                "use sparsity.allocation=layerwise for structured schemes"
-            )
         k = sum(ctx.expected_count(layer) for layer in layers)
         for layer, keep in zip(layers, select_global(keep_scores, k), strict=True):
             numel = keep.numel()
             layer.target = (numel - int(keep.sum())) / numel
             layer.mask = keep.to(layer.mask.device)
-    elif allocation == "layerwise":
-        assert layerwise_scores is not None
+    else:
+        assert allocation == "layerwise" and layerwise_scores is not None
         for layer, scores in zip(layers, layerwise_scores, strict=True):
             full = torch.ones_like(layer.mask)
             layer.mask = ctx.scheme.prune(full, scores.detach().float().to(full.device), layer.target)
-    else:
-        raise ValueError(f"sparsity.allocation: expected one of {ALLOCATIONS}, got {allocation!r}")

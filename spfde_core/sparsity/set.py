@@ -33,8 +33,8 @@ from hydra.core.config_store import ConfigStore
 from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
-from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
-from spfde_core.sparsity.rigl import check_schedule, check_scheme, drop_and_grow, scheduled_fraction
+from spfde_core.sparsity.engine import SparseContext, SparseTraining
+from spfde_core.sparsity.rigl import check_schedule, check_scheme, drop_smallest, scheduled_fraction
 from spfde_core.sparsity.static import initial_masks
 
 
@@ -75,14 +75,11 @@ def set_update(
     for i, layer in enumerate(ctx.masks):
         generator = ctx.generator(*key, i)
         old = layer.mask.clone()
+        kept = drop_smallest(ctx.scheme, old, layer.weight, drop_fraction)
         if regrow_dropped:
-            new, kept = drop_and_grow(ctx.scheme, old, layer.weight, layer.target, drop_fraction, None, generator)
+            new = ctx.scheme.grow(kept, layer.target, None, generator)
         else:
-            active = int(old.sum())
-            keep = active - int(active * drop_fraction)
-            kept = ctx.scheme.prune(old, magnitude_scores(layer.weight), 1.0 - keep / old.numel())
-            scores = random_grow_scores(kept, old & ~kept, generator)
-            new = ctx.scheme.grow(kept, layer.target, scores)
+            new = ctx.scheme.grow(kept, layer.target, random_grow_scores(kept, old & ~kept, generator))
         regrown = new & ~kept
         with torch.no_grad():
             layer.weight.masked_fill_(regrown, 0.0)

@@ -36,11 +36,11 @@ from hydra.core.config_store import ConfigStore
 from torch import nn
 
 from spfde_core.config import domain
-from spfde_core.cost.events import CostEvent, Overheads, RunShape
+from spfde_core.cost.events import Overheads, RunShape
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining
-from spfde_core.sparsity.saliency import ALLOCATIONS, apply_selection, first_batches, scoring_mode
+from spfde_core.sparsity.saliency import PruneAtInit, apply_selection, first_batches, scoring_mode
 
 
 @dataclass
@@ -78,19 +78,10 @@ def snip_scores(
     return [(g / len(batches) * w.detach()).abs() for g, w in zip(grads, weights, strict=True)]
 
 
-class SNIP:
+class SNIP(PruneAtInit):
     """Connection-sensitivity mask at initialisation, fixed afterwards."""
 
-    def __init__(self, cfg: SNIPConfig) -> None:
-        if cfg.allocation not in ALLOCATIONS:
-            raise ValueError(f"sparsity.allocation: expected one of {ALLOCATIONS}, got {cfg.allocation!r}")
-        if cfg.allocation == "global" and cfg.scheme != "unstructured":
-            raise ValueError(
-                f"sparsity.allocation=global needs sparsity.scheme=unstructured (got {cfg.scheme!r}); "
-                "use sparsity.allocation=layerwise for structured schemes"
-            )
-        self.cfg = cfg
-        self.cost: dict[str, int] = {}
+    cfg: SNIPConfig
 
     def init_masks(self, ctx: SparseContext) -> None:
         state = ctx.state
@@ -100,12 +91,7 @@ class SNIP:
             scores = snip_scores(state.model, weights, batches)
         apply_selection(ctx, scores, self.cfg.allocation, [s.square() for s in scores])
         samples = sum(len(labels) for _, labels in batches)
-        state.cost_events.append(
-            CostEvent(
-                "scoring_pass", 0, state.step, samples=samples, passes={"forward": 1, "backward": 1}, density="dense"
-            )
-        )
-        self.cost = {
+        cost = {
             "scoring_samples": samples,
             "forward_passes": len(batches),
             "backward_passes": len(batches),
@@ -113,12 +99,7 @@ class SNIP:
             "backward_samples": samples,
             "hvp_passes": 0,
         }
-
-    def on_epoch_start(self, ctx: SparseContext) -> bool:
-        return False
-
-    def after_backward(self, ctx: SparseContext) -> bool:
-        return False
+        self.record_scoring(state, samples, {"forward": 1, "backward": 1}, cost)
 
     def choices(self) -> dict[str, Any]:
         return {
@@ -137,12 +118,6 @@ class SNIP:
             "mask_updates": "none (static)",
             "scoring_cost": self.cost,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"cost": self.cost}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cost = dict(state["cost"])
 
 
 @SPARSITY_METHODS.register("snip")
