@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from .catalog import get_dataset_info
 from .prepared import PreparedDataset
-from .sampling import epoch_generator, normalizer, num_batches, validate_active
+from .sampling import EpochPasses, epoch_generator, normalizer
 from .types import Batch
 
 
-class TensorLoader:
+class TensorLoader(EpochPasses):
     """In-memory loader implementing the ``Loader`` protocol.
 
     Images are given as (N, H, W, 3) uint8 (the prepared format), converted once to (N, 3, H, W)
@@ -81,7 +81,7 @@ class TensorLoader:
         self.pad = pad
         self._scale, self._shift = normalizer(mean, std, self.device)
         self._epoch = 0
-        self._active: torch.Tensor | None = None  # sorted CPU int64, None = all samples
+        self._active = None
 
     @classmethod
     def from_prepared(cls, prepared: PreparedDataset, split: str, **kwargs: Any) -> TensorLoader:
@@ -99,26 +99,10 @@ class TensorLoader:
         kwargs.setdefault("train", split == "train")
         return cls(torch.from_numpy(images), torch.from_numpy(labels), **kwargs)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next pass uses."""
-        self._epoch = int(epoch)
-
-    def set_active(self, indices: torch.Tensor | None) -> None:
-        """Restrict passes to these original sample indices (None = all); validated and sorted."""
-        self._active = None if indices is None else validate_active(indices, self._images.shape[0])
-
     @property
     def dataset_size(self) -> int:
         """Samples in the whole split, whatever subset is active."""
         return self._images.shape[0]
-
-    @property
-    def num_samples(self) -> int:
-        """Samples in one pass (the active set; a dropped last batch still counts)."""
-        return self._images.shape[0] if self._active is None else int(self._active.numel())
-
-    def __len__(self) -> int:
-        return num_batches(self.num_samples, self.batch_size, self.drop_last)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -139,10 +123,7 @@ class TensorLoader:
             dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator).to(self.device)
             flip = (torch.rand(n, generator=generator) < 0.5).to(self.device)
             x = self._augment(x, dy, dx, flip)
-        x = x.float().mul_(self._scale).add_(self._shift)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return Batch(images=x, labels=self._labels[idx], indices=idx)
+        return Batch(images=self._normalized(x), labels=self._labels[idx], indices=idx)
 
     def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         # Pad in uint8 pixel space with 0 (like torchvision Pad before ToTensor), then take every
@@ -156,21 +137,6 @@ class TensorLoader:
         bi = torch.arange(b, device=x.device)[:, None, None, None]
         ci = torch.arange(c, device=x.device)[None, :, None, None]
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self._batches(None)
-
-    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
-        """Rank ``rank``'s piece of every batch of the pass ``__iter__`` makes (distributed training).
-
-        Each batch of b samples is cut into ``world_size`` contiguous pieces, piece r = positions
-        ``[r*b//W, (r+1)*b//W)`` (``spfde_core.distributed.step.shard_bounds``): disjoint, their union
-        in rank order is the batch (last partial batch included; a piece may be empty if b < W), and
-        each sample keeps the augmentation draw of its position in the pass.
-        """
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
-        return self._batches((rank, world_size))
 
     def epoch_draws(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """The current pass's (order, crop dy, crop dx, flip), CPU tensors in pass order; draws are None in eval mode.
@@ -205,7 +171,4 @@ class TensorLoader:
             x = self._images[idx]
             if self.train:
                 x = self._augment(x, dy[start:end], dx[start:end], flip[start:end])
-            x = x.float().mul_(self._scale).add_(self._shift)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield Batch(images=x, labels=self._labels[idx], indices=idx)
+            yield Batch(images=self._normalized(x), labels=self._labels[idx], indices=idx)

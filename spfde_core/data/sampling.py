@@ -1,11 +1,73 @@
-"""Helpers shared by the loaders: per-epoch generators, active-set validation, batch counts."""
+"""What the loaders share: the epoch's pass over the active set, per-epoch generators, normalisation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+
+from .types import Batch
+
+
+class EpochPasses:
+    """The ``Loader`` protocol's bookkeeping, the same for the in-memory and the streaming loader.
+
+    A loader sets ``batch_size``, ``drop_last``, ``channels_last``, ``_epoch``, ``_active``, ``_scale``
+    and ``_shift`` (``normalizer``), and defines ``dataset_size`` and ``_batches(shard)``: the pass of
+    the current epoch over the active set, whole (``shard`` None) or one rank's piece of every batch.
+    """
+
+    batch_size: int
+    drop_last: bool
+    channels_last: bool
+    _epoch: int
+    _active: torch.Tensor | None  # sorted CPU int64, None = all samples
+    _scale: torch.Tensor
+    _shift: torch.Tensor
+
+    @property
+    def dataset_size(self) -> int:
+        raise NotImplementedError
+
+    def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next pass uses."""
+        self._epoch = int(epoch)
+
+    def set_active(self, indices: torch.Tensor | None) -> None:
+        """Restrict passes to these original sample indices (None = all); validated and sorted."""
+        self._active = None if indices is None else validate_active(indices, self.dataset_size)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in one pass over the active set (a dropped last batch still counts)."""
+        return self.dataset_size if self._active is None else int(self._active.numel())
+
+    def __len__(self) -> int:
+        return num_batches(self.num_samples, self.batch_size, self.drop_last)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._batches(None)
+
+    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
+        """Rank ``rank``'s piece of every batch of the pass ``__iter__`` makes (distributed training).
+
+        Each batch of b samples is cut into ``world_size`` contiguous pieces, piece r = positions
+        ``[r*b//W, (r+1)*b//W)`` (``spfde_core.distributed.step.shard_bounds``): disjoint, their union
+        in rank order is the batch (last partial batch included; a piece may be empty if b < W), and
+        each sample keeps the augmentation draw of its position in the pass.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        return self._batches((rank, world_size))
+
+    def _normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``images`` on the device as float32 ``(x / 255 - mean) / std``, channels_last if asked."""
+        x = images.float().mul_(self._scale).add_(self._shift)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 
 from .catalog import get_dataset_info
 from .imagenet_index import ImageFolderIndex, load_index
-from .sampling import epoch_generator, normalizer, num_batches, validate_active
+from .sampling import EpochPasses, epoch_generator, normalizer
 from .types import Batch
 
 
@@ -61,13 +61,14 @@ class _EpochBatches(Sampler):
         return len(self.batches)
 
 
-class ImageFolderStreamLoader:
+class ImageFolderStreamLoader(EpochPasses):
     """Streaming loader over an ``index.json`` split, implementing the ``Loader`` protocol.
 
     Train: ``RandomResizedCrop(image_size)`` + horizontal flip; eval: ``Resize(resize_size)`` +
     ``CenterCrop(image_size)``. Workers return uint8 crops; conversion to float, normalisation and
     the optional channels_last layout happen batched on ``device``. Order (a permutation of the active
     set in train mode, ascending in eval mode) and augmentation are functions of (seed, epoch).
+    In a distributed pass (``iter_shard``) each rank decodes only its own piece.
     """
 
     def __init__(
@@ -154,49 +155,17 @@ class ImageFolderStreamLoader:
         self.device = torch.device(device)
         self._scale, self._shift = normalizer(mean, std, self.device)
         self._epoch = 0
-        self._active: torch.Tensor | None = None
+        self._active = None
 
     @property
     def meta(self) -> dict:
         """The parsed ``index.json`` (name, source, class names, content_sha256, ...)."""
         return self.index.meta
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next pass uses."""
-        self._epoch = int(epoch)
-
-    def set_active(self, indices: torch.Tensor | None) -> None:
-        """Restrict passes to these original sample indices (None = all); validated and sorted."""
-        self._active = None if indices is None else validate_active(indices, len(self._dataset))
-
     @property
     def dataset_size(self) -> int:
         """Samples in the whole split, whatever subset is active."""
         return len(self._dataset)
-
-    @property
-    def num_samples(self) -> int:
-        """Samples in one pass over the active set."""
-        return len(self._dataset) if self._active is None else int(self._active.numel())
-
-    def __len__(self) -> int:
-        return num_batches(self.num_samples, self.batch_size, self.drop_last)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self._batches(None)
-
-    def iter_shard(self, rank: int, world_size: int) -> Iterator[Batch]:
-        """Rank ``rank``'s piece of every batch of the pass ``__iter__`` makes (distributed training).
-
-        The same rule as ``TensorLoader.iter_shard`` (``spfde_core.distributed.step.shard_bounds``):
-        each batch of b samples is cut into ``world_size`` contiguous pieces, piece r = positions
-        ``[r*b//W, (r+1)*b//W)``; disjoint, their union in rank order is the batch (last partial batch
-        included; a piece is empty when b < W), and each sample keeps the crop and flip of its
-        position in the pass. Each rank decodes only its own piece.
-        """
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
-        return self._batches((rank, world_size))
 
     def _batches(self, shard: tuple[int, int] | None) -> Iterator[Batch]:
         active = torch.arange(len(self._dataset)) if self._active is None else self._active
@@ -222,9 +191,7 @@ class ImageFolderStreamLoader:
                 yield self._empty()
                 continue
             images, labels, indices = next(decoded)
-            x = images.to(self.device, non_blocking=True).float().mul_(self._scale).add_(self._shift)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = self._normalized(images.to(self.device, non_blocking=True))
             yield Batch(images=x, labels=labels.to(self.device), indices=indices.to(self.device))
 
     def _empty(self) -> Batch:
