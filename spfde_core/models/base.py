@@ -6,6 +6,7 @@ back, SpFDE Alg. 1), sparsity on ``model.prunable_layers()``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -87,3 +88,17 @@ class BlockModel(nn.Module):
     def sparse_by_default(self, name: str, module: nn.Module) -> bool:
         """The source paper's convention for whether a layer is sparse; overridden per family."""
         raise NotImplementedError
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, inplace: bool = True) -> OrderedDict[str, nn.Module]:
+    """``conv`` (3x3, stride 1, no bias), ``bn``, ``relu``: a CIFAR stem or a VGG unit, built in this order."""
+    return OrderedDict(
+        conv=nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        bn=nn.BatchNorm2d(out_channels),
+        relu=nn.ReLU(inplace=inplace),
+    )
+
+
+def classifier_head(pool: nn.Module, in_channels: int, num_classes: int) -> nn.Sequential:
+    """The ``head`` block: ``pool``, ``flatten``, and the linear classifier ``fc``."""
+    return nn.Sequential(OrderedDict(pool=pool, flatten=nn.Flatten(1), fc=nn.Linear(in_channels, num_classes)))

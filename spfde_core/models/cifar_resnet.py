@@ -16,12 +16,12 @@ Prunable layer names and their MEST equivalents:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from spfde_core.models.base import BlockModel
+from spfde_core.models.base import BlockModel, classifier_head, conv_bn_relu
 from spfde_core.models.init import mest_init_
 
 BASE_WIDTHS = (16, 32, 64)
@@ -54,6 +54,17 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
+def residual_stages(in_channels: int, widths: Sequence[int], blocks_per_stage: int) -> list[tuple[str, nn.Module]]:
+    """Blocks ``layerS.B``: per stage S (from 1) ``blocks_per_stage`` BasicBlocks, the first of S > 1 strided."""
+    blocks: list[tuple[str, nn.Module]] = []
+    for stage, out_channels in enumerate(widths, start=1):
+        for index in range(blocks_per_stage):
+            stride = 2 if stage > 1 and index == 0 else 1
+            blocks.append((f"layer{stage}.{index}", BasicBlock(in_channels, out_channels, stride)))
+            in_channels = out_channels
+    return blocks
+
+
 def stage_widths(width: float) -> tuple[int, int, int]:
     """Channel widths of the three stages for a width multiplier (16/32/64 at width 1)."""
     if width <= 0:
@@ -78,37 +89,13 @@ class CifarResNet(BlockModel):
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
         n = (depth - 2) // 6
         widths = stage_widths(width)
-        blocks: list[tuple[str, nn.Module]] = [
-            (
-                "stem",
-                nn.Sequential(
-                    OrderedDict(
-                        conv=nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
-                        bn=nn.BatchNorm2d(widths[0]),
-                        relu=nn.ReLU(inplace=True),
-                    )
-                ),
-            )
-        ]
-        in_channels = widths[0]
-        for stage, out_channels in enumerate(widths, start=1):
-            for index in range(n):
-                stride = 2 if stage > 1 and index == 0 else 1
-                blocks.append((f"layer{stage}.{index}", BasicBlock(in_channels, out_channels, stride)))
-                in_channels = out_channels
-        blocks.append(
-            (
-                "head",
-                nn.Sequential(
-                    OrderedDict(
-                        pool=nn.AdaptiveAvgPool2d(1),
-                        flatten=nn.Flatten(1),
-                        fc=nn.Linear(in_channels, num_classes),
-                    )
-                ),
-            )
+        super().__init__(
+            [
+                ("stem", nn.Sequential(conv_bn_relu(3, widths[0]))),
+                *residual_stages(widths[0], widths, n),
+                ("head", classifier_head(nn.AdaptiveAvgPool2d(1), widths[-1], num_classes)),
+            ]
         )
-        super().__init__(blocks)
         self.depth = depth
         self.width = width
         mest_init_(self)

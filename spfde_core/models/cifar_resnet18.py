@@ -12,12 +12,10 @@ the stem conv, the 1x1 shortcuts and the classifier stay dense (``profiles/resne
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import nn
 
-from spfde_core.models.base import BlockModel
-from spfde_core.models.cifar_resnet import BasicBlock
+from spfde_core.models.base import BlockModel, classifier_head, conv_bn_relu
+from spfde_core.models.cifar_resnet import residual_stages
 
 
 class CifarResNet18(BlockModel):
@@ -27,21 +25,13 @@ class CifarResNet18(BlockModel):
         if width <= 0:
             raise ValueError(f"width multiplier must be positive, got {width}")
         nf = max(1, round(64 * width))
-        stem = nn.Sequential(
-            OrderedDict(conv=nn.Conv2d(3, nf, 3, padding=1, bias=False), bn=nn.BatchNorm2d(nf), relu=nn.ReLU())
+        super().__init__(
+            [
+                ("stem", nn.Sequential(conv_bn_relu(3, nf, inplace=False))),
+                *residual_stages(nf, [nf * mult for mult in (1, 2, 4, 8)], 2),
+                ("head", classifier_head(nn.AdaptiveAvgPool2d(1), nf * 8, num_classes)),
+            ]
         )
-        blocks: list[tuple[str, nn.Module]] = [("stem", stem)]
-        in_channels = nf
-        for stage, mult in enumerate((1, 2, 4, 8), start=1):
-            for index in range(2):
-                stride = 2 if stage > 1 and index == 0 else 1
-                blocks.append((f"layer{stage}.{index}", BasicBlock(in_channels, nf * mult, stride)))
-                in_channels = nf * mult
-        head = nn.Sequential(
-            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=nn.Linear(in_channels, num_classes))
-        )
-        blocks.append(("head", head))
-        super().__init__(blocks)
         self.width = width
 
     def sparse_by_default(self, name: str, module: nn.Module) -> bool:

@@ -14,11 +14,9 @@ its profiles never list the classifier.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import nn
 
-from spfde_core.models.base import BlockModel
+from spfde_core.models.base import BlockModel, classifier_head, conv_bn_relu
 from spfde_core.models.init import mest_init_
 
 # Widths of the convs, grouped by the max-pools that separate them; no pool after the last group.
@@ -45,11 +43,7 @@ class CifarVGG(BlockModel):
         in_channels, feature_index = 3, 0
         for s, widths in enumerate(stages, start=1):
             for j, out_channels in enumerate(widths):
-                unit = OrderedDict(
-                    conv=nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                    bn=nn.BatchNorm2d(out_channels),
-                    relu=nn.ReLU(inplace=True),
-                )
+                unit = conv_bn_relu(in_channels, out_channels)
                 mest_names[f"stage{s}.{j}.conv"] = f"features.{feature_index}"
                 feature_index += 3
                 if j == len(widths) - 1 and s < len(stages):
@@ -57,18 +51,7 @@ class CifarVGG(BlockModel):
                     feature_index += 1
                 blocks.append((f"stage{s}.{j}", nn.Sequential(unit)))
                 in_channels = out_channels
-        blocks.append(
-            (
-                "head",
-                nn.Sequential(
-                    OrderedDict(
-                        pool=nn.AvgPool2d(2),
-                        flatten=nn.Flatten(1),
-                        fc=nn.Linear(in_channels, num_classes),
-                    )
-                ),
-            )
-        )
+        blocks.append(("head", classifier_head(nn.AvgPool2d(2), in_channels, num_classes)))
         mest_names["head.fc"] = "classifier"
         super().__init__(blocks)
         self.mest_layer_names = mest_names
