@@ -74,3 +74,11 @@ def test_classes_that_do_not_split_are_refused_before_training(cl_overrides) -> 
     with pytest.raises(ConfigError, match="continual.num_tasks"):
         run_training(cfg)
     assert torch.get_num_threads() == 1
+
+
+def test_task_il_setting_makes_task_il_accuracy_the_headline(cl_overrides) -> None:
+    record = run_training(load_config([*cl_overrides, "continual.setting=task_il", "continual.replay=er"]))
+    block = record["continual"]
+    assert record["results"]["final_top1"] == pytest.approx(block["final_til_avg_acc"])
+    # task-IL picks among 2 classes, class-IL among 10: never lower on the same model
+    assert all(t >= c for t, c in zip(block["til_acc_matrix"][-1], block["acc_matrix"][-1], strict=True))
