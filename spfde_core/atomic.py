@@ -5,6 +5,8 @@ A reader (or a killed run) never sees a half-written record or checkpoint.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -35,6 +37,16 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Pretty, key-sorted JSON (stable diffs for records committed to git)."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as CSV under a header of the first row's keys; an empty file for no rows."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def torch_save(path: Path, obj: Any) -> None:

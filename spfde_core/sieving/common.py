@@ -1,17 +1,13 @@
-"""Helpers shared by the sieving methods: seeded generators, the initial random split, sizes, CSVs."""
+"""Helpers shared by the sieving methods: seeded generators, the initial random split, sizes."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
-from spfde_core import atomic
 from spfde_core.config import ConfigError
 from spfde_core.train.callbacks import TrainState
 
@@ -53,15 +49,6 @@ def stats_device(state: TrainState) -> torch.device:
 def check(condition: bool, field: str, expected: str, value: Any) -> None:
     if not condition:
         raise ConfigError(f"sieving.{field}: expected {expected}, got {value!r}")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic.write_text(Path(path), buffer.getvalue())
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

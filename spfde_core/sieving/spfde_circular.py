@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 
+from spfde_core import atomic
 from spfde_core.config import MethodConfig, domain
 from spfde_core.sieving import SIEVING_METHODS
 from spfde_core.sieving.common import (
@@ -42,7 +43,6 @@ from spfde_core.sieving.common import (
     sieving_generator,
     stats_device,
     training_set_size,
-    write_csv,
 )
 from spfde_core.sieving.tracker import ExampleStats
 from spfde_core.train.callbacks import StepOutput, TrainState
@@ -289,7 +289,7 @@ class CircularSieving:
         }
 
     def record(self, state: TrainState, run_dir: Path) -> dict[str, Any]:
-        write_csv(Path(run_dir) / UPDATES_FILE, self.updates)
+        atomic.write_csv(Path(run_dir) / UPDATES_FILE, self.updates)
         used = int(self.queue.ever_used.sum())
         return {
             "sieving": {

@@ -18,9 +18,7 @@ structural similarity (Sec. 3 of the SpFDE paper; reference notes 5.1).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -190,8 +188,8 @@ class SparseTraining:
 
     # ---- record and checkpoint ---------------------------------------------------------------
     def record(self, state: TrainState, run_dir: Path) -> dict[str, Any]:
-        _write_csv(Path(run_dir) / "sparsity_updates.csv", self.updates)
-        _write_csv(Path(run_dir) / "structural_similarity.csv", self.structural_similarity())
+        atomic.write_csv(Path(run_dir) / "sparsity_updates.csv", self.updates)
+        atomic.write_csv(Path(run_dir) / "structural_similarity.csv", self.structural_similarity())
         sizes, counts = self.masks.sizes(), self.masks.active_counts()
         choices = self.method.choices() if hasattr(self.method, "choices") else {}
         return {
@@ -265,12 +263,3 @@ def _all_prunable_density(state: TrainState, sparse_counts: dict[str, int]) -> f
         total += n
         active += sparse_counts.get(layer.name, n)
     return active / total
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic.write_text(path, buffer.getvalue())
