@@ -70,9 +70,9 @@ def _refuse_unknown_appends(cfg: DictConfig, appends: list[str]) -> None:
     import difflib
     from importlib import resources
 
-    from spfde_core.config import _flatten
+    from spfde_core.config import flatten_dotted
 
-    keys = sorted(_flatten(OmegaConf.to_container(cfg)))
+    keys = sorted(flatten_dotted(OmegaConf.to_container(cfg)))
     groups = sorted(p.name for p in resources.files("spfde_core.conf").iterdir() if p.is_dir() and p.name[0] != "_")
     for override in appends:
         key = override.lstrip("+").partition("=")[0]

@@ -242,11 +242,12 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the field."""
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_dotted(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict's leaves under dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     if isinstance(node, dict):
         flat: dict[str, Any] = {}
         for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_dotted(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: node}
 
@@ -265,11 +266,11 @@ def _defaults(cfg: DictConfig) -> dict[str, Any]:
     default to a method later leaves the hashes of its earlier runs unchanged. The method's name
     is compared with the Config default, so choosing a method always counts.
     """
-    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
+    defaults = flatten_dotted(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
     for axis in METHOD_AXES:
         node_type = OmegaConf.get_type(cfg, axis)
         if node_type is not None and node_type is not MethodConfig and is_dataclass(node_type):
-            method = _flatten({axis: OmegaConf.to_container(OmegaConf.structured(node_type), resolve=True)})
+            method = flatten_dotted({axis: OmegaConf.to_container(OmegaConf.structured(node_type), resolve=True)})
             method.pop(f"{axis}.name")
             defaults.update(method)
     return defaults
@@ -278,7 +279,7 @@ def _defaults(cfg: DictConfig) -> dict[str, Any]:
 def non_default_values(cfg: DictConfig) -> dict[str, Any]:
     """Semantic values that differ from the dataclass defaults, as a flat dotted dict."""
     defaults = _defaults(cfg)
-    values = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    values = flatten_dotted(OmegaConf.to_container(cfg, resolve=True))
     return {
         key: value
         for key, value in sorted(values.items())

@@ -22,6 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from spfde_core.config import flatten_dotted
+
 log = logging.getLogger("spfde_core.train")
 
 # name -> (module to import, extra that installs it)
@@ -61,15 +63,6 @@ def _import(name: str) -> Any:
         ) from None
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 def epoch_metrics(state: Any) -> dict[str, float]:
     """The numbers of the finished epoch: its log (numeric values), cumulative training FLOPs, frozen blocks."""
     metrics = {
@@ -107,7 +100,7 @@ class _DVCLive:
         resume = (work_dir / "dvclive").exists()
         # No dvc.yaml or experiment of its own: the pipeline's dvc.yaml owns those (docs/integrations.md).
         self.live = Live(dir=str(work_dir / "dvclive"), resume=resume, dvcyaml=None, save_dvc_exp=False)
-        self.live.log_params(_flat(OmegaConf.to_container(cfg, resolve=True)))
+        self.live.log_params(flatten_dotted(OmegaConf.to_container(cfg, resolve=True)))
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.live.step = step
@@ -132,7 +125,7 @@ class _MLflow:
         run = mlflow.start_run(run_id=ids.get("mlflow"), run_name=f"{cfg.run.row}/seed{cfg.run.seed}")
         self.run_id = ids["mlflow"] = run.info.run_id
         if ids.get("mlflow_params") != "logged":  # once: a resumed run continues the same MLflow run
-            params = _flat(OmegaConf.to_container(cfg, resolve=True))
+            params = flatten_dotted(OmegaConf.to_container(cfg, resolve=True))
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             ids["mlflow_params"] = "logged"
 
