@@ -28,11 +28,10 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
-import yaml
 from scipy import stats
 
 from spfde_core.board.aggregate import Cell, t_interval
-from spfde_core.board.spec import PROFILES, Spec, row_id
+from spfde_core.board.spec import PROFILES, Spec, read_mapping, row_id
 from spfde_core.config import ConfigError
 
 CLAIMS_FILE = "claims.yaml"
@@ -122,6 +121,16 @@ def _fail(path: Path, where: str, message: str) -> ClaimError:
     return ClaimError(f"{path}: {where}: {message}")
 
 
+def _mapping(raw: Any, keys: set[str], path: Path, where: str) -> dict[str, Any]:
+    """``raw``, checked to be a mapping of only ``keys``."""
+    if not isinstance(raw, dict):
+        raise _fail(path, where, f"expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - keys)
+    if unknown:
+        raise _fail(path, where, f"unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(keys))})")
+    return raw
+
+
 def _text(node: dict[str, Any], key: str, path: Path, where: str, required: bool = True) -> str:
     value = node.get(key, "")
     if not isinstance(value, str) or (required and not value.strip()):
@@ -148,11 +157,7 @@ def _cell(value: Any, spec: Spec, profiles: tuple[str, ...], path: Path, where: 
 
 
 def _condition(raw: Any, spec: Spec, profiles: tuple[str, ...], path: Path, where: str) -> Condition:
-    if not isinstance(raw, dict):
-        raise _fail(path, where, f"expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - CONDITION_KEYS)
-    if unknown:
-        raise _fail(path, where, f"unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(CONDITION_KEYS))})")
+    raw = _mapping(raw, CONDITION_KEYS, path, where)
     metric = raw.get("metric")
     if metric not in METRICS:
         raise _fail(path, f"{where}.metric", f"expected one of {', '.join(METRICS)}, got {metric!r}")
@@ -186,12 +191,7 @@ def load_claims(path: Path, spec: Spec) -> list[Claim]:
     path = Path(path)
     if not path.exists():
         return []
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ClaimError(f"{path}: cannot be read ({err})") from None
-    if not isinstance(raw, dict):
-        raise ClaimError(f"{path}: expected a mapping at the top level")
+    raw = read_mapping(path, ClaimError)
     if raw.get("reproduction") != spec.name:
         raise _fail(path, "reproduction", f"expected {spec.name!r} (its folder), got {raw.get('reproduction')!r}")
     default_profiles = raw.get("profiles", ["cpu", "paper"])
@@ -201,11 +201,7 @@ def load_claims(path: Path, spec: Spec) -> list[Claim]:
     claims: list[Claim] = []
     for ci, c in enumerate(claims_raw):
         where = f"claims[{ci}]"
-        if not isinstance(c, dict):
-            raise _fail(path, where, f"expected a mapping, got {c!r}")
-        unknown = sorted(set(c) - CLAIM_KEYS)
-        if unknown:
-            raise _fail(path, where, f"unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(CLAIM_KEYS))})")
+        c = _mapping(c, CLAIM_KEYS, path, where)
         cid = c.get("id")
         if not isinstance(cid, str) or not cid or not cid.replace("_", "").isalnum():
             raise _fail(path, f"{where}.id", f"expected an id of letters, digits and _, got {cid!r}")

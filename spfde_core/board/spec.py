@@ -190,17 +190,23 @@ def _profile_overrides(value: Any, where: str, path: Path) -> dict[str, tuple[st
     return {p: _strs(v, f"{where}.{p}", path) for p, v in value.items()}
 
 
+def read_mapping(path: Path, error: type[ConfigError]) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (``rows.yaml``, ``claims.yaml``); ``error`` if unreadable or not a mapping."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise error(f"{path}: cannot be read ({err})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    return raw
+
+
 def load_spec(path: Path) -> Spec:
     """Parse and check one ``rows.yaml`` (a directory is read as ``<dir>/rows.yaml``)."""
     path = Path(path)
     if path.is_dir():
         path = path / SPEC_FILE
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise SpecError(f"{path}: cannot be read ({err})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
+    raw = read_mapping(path, SpecError)
     name = _id(raw.get("reproduction"), "reproduction", path)
     if name != path.parent.name:
         raise SpecError(f"{path}: reproduction: {name!r} must equal its folder name {path.parent.name!r}")
