@@ -128,7 +128,12 @@ class ContinualHarness:
             "epochs_per_task": self.per_task,
             "class_il_eval": "argmax over all outputs, unseen tasks' classes included (script's evaluate)",
             "task_il_eval": "argmax over the sample's task's classes (script's mask_classes)",
-            "forgetting": "mean over j < t of max over rows 0..t of acc[.][j] - acc[t][j] (script; >= 0)",
+            "forgetting": "mean over j < t of max over rows j..t of acc[.][j] - acc[t][j] (script; >= 0; rows "
+            "before task j was trained are 0 in the script's matrix, here they are skipped)",
+            "acc_matrix": "row t: every task's accuracy after task t; entries of untrained tasks (j > t) are "
+            "informative only (the script leaves 0), no metric reads them",
+            "evaluation": "at each task's last epoch (the script evaluates every epoch and overwrites row t: "
+            "the same final row)",
             "logit_mask": "other tasks' classes at -inf in the current batch's CE only; buffer terms unmasked"
             if self.cfg.mask_other_tasks
             else "off",

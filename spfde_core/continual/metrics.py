@@ -5,9 +5,16 @@ class-IL accuracy = argmax over *all* the model's outputs (classes of tasks not 
 task-IL accuracy = argmax after ``mask_classes`` puts every other task's outputs at -inf.
 After task t, row t of the accuracy matrix holds these per-task accuracies;
 average accuracy = mean over tasks 0..t; forgetting =
-``mean((max(acc_matrix, axis=0) - acc_list)[:t])``: for each earlier task j, the best accuracy any row
+``mean((max(acc_matrix, axis=0) - acc_list)[:t])``: for each earlier task j, the best accuracy a row
 reached on it (the current row included, so it is never negative) minus the current one, averaged over
 j < t; 0 after the first task.
+
+The script evaluates only the tasks seen so far (mammoth appends a task's test loader when the task starts),
+so its matrix holds 0 for task j in rows l < j. Here every row holds every task's accuracy (one pass over the
+test split); entries of tasks not yet trained are kept for information but never enter a metric: the maximum
+runs over rows j..t only, which is the script's number (its zeros cannot raise a maximum of accuracies).
+Over rows 0..t instead, the task-IL chance level (1 / classes per task) of an untrained task would count as
+a "best" accuracy and inflate task-IL forgetting.
 """
 
 from __future__ import annotations
@@ -50,12 +57,12 @@ def average_accuracy(row: list[float], task: int) -> float:
 
 
 def average_forgetting(matrix: list[list[float]], task: int) -> float:
-    """The script's forgetting after ``task``: mean over j < task of max_l acc[l][j] - acc[task][j].
+    """The script's forgetting after ``task``: mean over j < task of max_{j <= l <= task} acc[l][j] - acc[task][j].
 
-    ``matrix`` holds rows 0..task (later rows of the script's zero-filled matrix cannot raise a maximum).
+    ``matrix`` holds rows 0..task (at least). Rows l < j, evaluated before task j was trained, are skipped:
+    the script has 0 there (module docstring), here the untrained model's accuracy.
     """
     if task == 0:
         return 0.0
-    rows = matrix[: task + 1]
-    drops = [max(r[j] for r in rows) - rows[task][j] for j in range(task)]
+    drops = [max(matrix[row][j] for row in range(j, task + 1)) - matrix[task][j] for j in range(task)]
     return sum(drops) / task
