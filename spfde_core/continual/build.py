@@ -27,13 +27,13 @@ def continual_callbacks(cfg: DictConfig, state: TrainState) -> list[Any]:
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         raise ConfigError("continual.name: continual learning runs in a single process (no torchrun) for now")
-    try:
+    try:  # checks that need the data (classes per task, DDR's removals against task sizes): before compute
         harness = ContinualHarness(cfg, state)
+        callbacks: list[Any] = [harness]
+        if cfg.continual.ddr.enabled:
+            callbacks.append(DynamicDataRemoval(cfg, state, harness))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    callbacks: list[Any] = [harness]
-    if cfg.continual.ddr.enabled:
-        callbacks.append(DynamicDataRemoval(cfg, state, harness))
     dgm = DynamicGradientMasking(cfg, state) if cfg.continual.dgm.enabled else None
     if dgm is not None:
         callbacks.append(dgm)

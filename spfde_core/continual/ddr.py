@@ -61,6 +61,17 @@ class DynamicDataRemoval:
         self.points = removal_points(int(d.every_epochs), int(d.until_epoch))
         self.count = count_per_point(int(d.remove_per_task), int(d.every_epochs), int(d.until_epoch))
         loader = state.train_loader
+        # Refused before any compute: removals that would leave a task without a full batch (an empty or
+        # batchless active set would stop the run mid-task). Sizes are known once the data is loaded.
+        total = self.count * len(self.points)
+        smallest = min(int(indices.numel()) for indices in harness.task_indices)
+        least = int(cfg.train.batch_size) if cfg.train.drop_last else 1
+        if total > smallest - least:
+            raise ValueError(
+                f"continual.ddr.remove_per_task: expected removals ({self.count} at each of {len(self.points)} "
+                f"points = {total}) to leave at least {least} of the smallest task's {smallest} samples, "
+                f"got {d.remove_per_task}"
+            )
         self.stats = ExampleStats(int(loader.dataset_size), loader.labels.device)
         self.removed: list[torch.Tensor] = [torch.zeros(0, dtype=torch.int64) for _ in harness.task_indices]
         self.events: list[dict[str, int]] = []

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from spfde_core.cli import load_config
+from spfde_core.config import ConfigError
 from spfde_core.continual.ddr import count_per_point, least_forgotten, removal_points
 from spfde_core.sieving.tracker import ExampleStats
 from spfde_core.train.run import run_training
@@ -61,3 +62,26 @@ def test_removed_examples_are_not_trained_again_within_the_task(cl_overrides) ->
         task_images = seen_after[event["epoch"] - 1]  # the task's first epoch trains all of its 64 images
         assert len(task_images) == 64
         assert seen_after[event["epoch"]] < task_images and len(seen_after[event["epoch"]]) == 64 - 20
+
+
+def test_removals_that_would_empty_a_task_are_refused_before_training(cl_overrides) -> None:
+    # 64 images per task, batch 16 with drop_last: removing 50 would leave no full batch after the removal
+    cfg = load_config(
+        [
+            *cl_overrides,
+            "train.epochs=10",
+            "continual.ddr.enabled=true",
+            "continual.ddr.every_epochs=1",
+            "continual.ddr.until_epoch=1",
+            "continual.ddr.remove_per_task=50",
+        ]
+    )
+    started = []
+
+    class Watch:
+        def on_train_start(self, state) -> None:
+            started.append(True)
+
+    with pytest.raises(ConfigError, match=r"continual\.ddr\.remove_per_task"):
+        run_training(cfg, extra_callbacks=[Watch()])
+    assert not started
