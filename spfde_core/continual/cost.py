@@ -54,6 +54,8 @@ class ContinualCost:
         self.harness = harness
         self.dgm = dgm
         self.passes = buffer_passes(cfg.continual.replay)
+        self.replay_batch = min(int(cfg.train.batch_size), int(cfg.continual.buffer_size))
+        """Samples of one buffer batch once the buffer holds them (mammoth's get_data: min(size, filled))."""
         self.per_task = epochs_per_task(cfg)
         self.totals = dict.fromkeys(_KEYS, 0)
         self.profile: ModelProfile | None = None
@@ -86,7 +88,7 @@ class ContinualCost:
         self.totals["baseline_current_samples"] += samples
         if task > 0:  # the dense DER++ run replays at each of its steps from the second task on
             steps = -(-samples // c.batch_size)
-            self.totals["baseline_replay_samples"] += steps * self.passes * c.batch_size
+            self.totals["baseline_replay_samples"] += steps * self.passes * self.replay_batch
 
     def on_batch_start(self, state: TrainState, batch: Batch) -> None:
         self._replay_before = self.harness.buffer_samples

@@ -77,3 +77,12 @@ def test_spfde_cost_predicts_what_the_meter_charges(cl_overrides, method: str) -
     assert ptf["overheads"] == tf["overheads"] and tf["overheads"]["replay_passes"] > 0
     assert ptf["total"] == tf["total"] and ptf["baseline_dense_full_data"] == tf["baseline_dense_full_data"]
     assert predicted.samples["presented"] == measured["samples"]["presented"] == 5 * (64 + 32)
+
+
+def test_a_buffer_smaller_than_a_batch_is_its_own_baseline_too(cl_overrides) -> None:
+    """Buffer batches hold min(batch, buffer) samples (mammoth's get_data), in the run and in its baseline alike."""
+    record = run_training(load_config([*cl_overrides, "continual.buffer_size=8"]))
+    cost = record["continual_cost"]
+    assert cost["samples"]["replay"] == 12 * 2 * 8  # 12 steps with replay, two buffer batches of 8
+    assert cost["samples"]["baseline_replay"] == cost["samples"]["replay"]
+    assert cost["ratio_to_dense_replay_baseline"] == 1.0
