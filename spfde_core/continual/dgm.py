@@ -59,6 +59,8 @@ class DynamicGradientMasking:
         self.batch = 0
         self.masks: dict[str, torch.Tensor] = {}
         self.layers: list[tuple[str, torch.nn.Module]] = []
+        self.on_masked_layers: bool | None = None
+        """Whether ``layers`` are TDM's masked layers (None until chosen at the first backward, once masks exist)."""
         self.kept_sum = 0.0
         """Sum over steps of the share of the DGM layers' weight-gradient entries kept (for the cost block)."""
         self.steps = 0
@@ -108,9 +110,11 @@ class DynamicGradientMasking:
             "refresh_every_batches": self.refresh,
             "percentile_over": "the whole tensor, masked weights' zero gradients included (script)",
             "between_refreshes": "previous mask reused, weight mask not re-applied (script's efficient step)",
-            "layers": "TDM's sparse layers"
-            if getattr(self, "on_masked_layers", True)
-            else "the model's default sparse layers (dense model: the script would mask nothing)",
+            "layers": {
+                True: "TDM's sparse layers",
+                False: "the model's default sparse layers (dense model: the script would mask nothing)",
+                None: "not chosen yet (no step trained)",
+            }[self.on_masked_layers],
             "order": "after the rehearsal gradient is accumulated (script: after loss.backward on the sum)",
         }
 

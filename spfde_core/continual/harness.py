@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from spfde_core.continual.buffer import ReservoirBuffer
 from spfde_core.continual.common import cl_generator, epochs_per_task, task_and_epoch
 from spfde_core.continual.metrics import average_accuracy, average_forgetting, per_task_accuracy
-from spfde_core.continual.replay import buffer_passes, replay_loss
+from spfde_core.continual.replay import REPLAY_LOSSES, buffer_passes, replay_loss
 from spfde_core.continual.splits import TaskSplit, make_split, task_logit_mask
 from spfde_core.cost.events import CostEvent
 from spfde_core.data.types import Batch
@@ -141,6 +141,7 @@ class ContinualHarness:
             "buffer_batches": "augmented like the training set; replay only from task 1 on (script: t > 0)",
             "optimizer_state": "cleared at each task start (script: new SGD per task)",
             "replay_passes_per_step": buffer_passes(self.cfg.replay),
+            "replay_loss": REPLAY_LOSSES[self.cfg.replay],
         }
 
     def record(self, state: TrainState, run_dir: Path) -> dict[str, Any]:

@@ -22,6 +22,15 @@ import torch.nn.functional as F
 from spfde_core.continual.buffer import ReservoirBuffer
 from spfde_core.data.types import Batch
 
+REPLAY_LOSSES = {
+    "none": "none",
+    "er": "alpha x CE on one buffer batch (the script's unmerged ER branch; as shipped, its ER path reads an "
+    "undefined args.merge_batch and stops at the first replay step)",
+    "der": "alpha x per-sample mean squared error to the stored logits on one buffer batch (script)",
+    "derpp": "alpha x DER's MSE on one buffer batch + beta x CE on a second, independent one (script)",
+}
+"""What each ``continual.replay`` adds to the current batch's loss, as recorded in ``choices()``."""
+
 
 def buffer_passes(replay: str) -> int:
     """Buffer batches forwarded and back-propagated per step (the cost meter's extra passes)."""

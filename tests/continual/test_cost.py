@@ -29,6 +29,9 @@ def test_dense_derpp_costs_exactly_its_baseline_and_replay_is_charged(cl_overrid
     dgm = cost["dgm"]
     assert 0 < dgm["weight_grad_flops_skippable"] < cost["training_flops"] / 3
     assert dgm["training_flops_if_skipped"] == cost["training_flops"] - dgm["weight_grad_flops_skippable"]
+    # no TDM: DGM masks the layers TDM would make sparse, and the record says so (the script would mask none)
+    assert record["continual_dgm"]["choices"]["layers"].startswith("the model's default sparse layers")
+    assert record["continual"]["choices"]["replay_loss"].startswith("alpha x DER's MSE")
 
 
 def test_ddr_and_tdm_lower_the_ratio(cl_overrides) -> None:
