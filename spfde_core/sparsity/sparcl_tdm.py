@@ -61,12 +61,14 @@ class SparCLTDMConfig(SparseConfig):
         return self.update_every_epochs
 
     def predicted_sparsities(self, targets: dict[str, float], epochs: int) -> list[dict[str, float]]:
-        """Between updates each sparse layer sits at the phase's grow-to sparsity of its within-task epoch."""
+        """Between updates each sparse layer sits at the grow-to sparsity of the phase of the task's last update."""
         _, upper = bounds(self.target, self.lower, self.upper)
         per_task = self.task_epochs or epochs
         out = []
         for epoch in range(epochs):
-            bound = upper[bisect.bisect_right(list(self.phase_epochs), epoch % per_task)]
+            local = epoch % per_task
+            last_update = local - local % self.update_every_epochs  # a phase starts to count at the next update
+            bound = upper[bisect.bisect_right(list(self.phase_epochs), last_update)]
             out.append({n: 1 - (1 - s) * (1 - bound) / (1 - self.target) for n, s in targets.items()})
         return out
 

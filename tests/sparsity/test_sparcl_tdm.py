@@ -30,3 +30,20 @@ def test_schedule_restarts_with_every_task_and_follows_the_phases() -> None:
     assert sorted(density) == [0, 2, 4, 6]
     # within-task epoch 0: grow to 0.74 (150 of 576); epoch 2 (phase 1): prune to 0.76, grow to 0.75 (144)
     assert density == {0: round(0.26 * 576), 2: 144, 4: round(0.26 * 576), 6: 144}
+
+
+def test_predicted_sparsities_follow_the_updates_when_phases_fall_between_them() -> None:
+    """A phase starting between two updates takes effect at the next update: ``spfde cost`` predicts that too."""
+    w = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(1))
+    cfg = SparCLTDMConfig(target=0.75, phase_epochs=[1, 3], update_every_epochs=2, task_epochs=4)
+    ctx = hand_context({"conv": w}, {"conv": 0.75}, cfg, epochs=8)
+    tdm = SparCLTDM(cfg, task_epochs=4)
+    tdm.init_masks(ctx)
+    predicted = cfg.predicted_sparsities({"conv": 0.75}, 8)
+    layer = ctx.masks.layers[0]
+    for epoch in range(8):
+        ctx.state.epoch = epoch
+        tdm.on_epoch_start(ctx)
+        actual = 1 - int(layer.mask.sum()) / layer.mask.numel()
+        assert predicted[epoch]["conv"] == pytest.approx(actual, abs=1 / 576), epoch
+    assert predicted[1]["conv"] == pytest.approx(0.74)  # phase 1 starts at epoch 1, its bounds at epoch 2
