@@ -116,6 +116,12 @@ def check_continual(cfg: Any) -> None:
         f"a within-task epoch in [0, {per_task}) (epochs per task)",
         d.until_epoch,
     )
+    _check(
+        not d.enabled or d.until_epoch >= d.every_epochs,
+        "ddr.until_epoch",
+        f">= ddr.every_epochs={d.every_epochs} with DDR on (else no removal point: DDR would do nothing)",
+        d.until_epoch,
+    )
     g = c.dgm
     _check(0 <= g.sparsity < 1, "dgm.sparsity", "a percentile in [0, 1)", g.sparsity)
     _check(g.refresh_batches >= 1, "dgm.refresh_batches", "an integer >= 1", g.refresh_batches)

@@ -135,7 +135,7 @@ class SparCLTDM:
             "importance": "|w| (code; the paper's current + buffer data score is merged away, README alpha = beta)",
             "growth": "uniformly random among zero positions, new weights start at 0 (code)",
             "bounds_source": "script at 0.75"
-            if self.cfg.target == 0.75 and self.cfg.lower is None
+            if self.cfg.target == 0.75 and self.cfg.lower is None and self.cfg.upper is None
             else "given or derived",
             "init": self.cfg.init,
         }

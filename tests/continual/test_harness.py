@@ -61,6 +61,7 @@ def test_derpp_replays_two_buffer_batches_from_the_second_task_on(cl_overrides) 
         ("sieving=mest_forgetting", "sieving.name"),
         ("continual.dgm.sparsity=1.5", "continual.dgm.sparsity"),
         ("continual.ddr.until_epoch=3 continual.ddr.enabled=true", "continual.ddr.until_epoch"),
+        ("train.epochs=25 continual.ddr.until_epoch=4 continual.ddr.enabled=true", "continual.ddr.until_epoch"),
     ],
 )
 def test_bad_continual_config_is_refused_naming_the_field(cl_overrides, override: str, field: str) -> None:
