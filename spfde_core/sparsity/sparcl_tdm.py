@@ -11,7 +11,9 @@ on every task:
 - ``prune_update(epoch)`` is called with the *within-task* epoch, so at within-task epochs 0, 5, 10, ...
   (``--sp-mask-update-freq 5``) every sparse layer is pruned by |w| to the phase's lower ("prune-to")
   sparsity and regrown uniformly at random among its zeros to the upper ("grow-to") sparsity, regrown
-  weights starting at zero;
+  weights starting at zero (the code zeroes the pruned weights before growing, so a weight pruned and
+  regrown at the same update restarts at zero too; the engine's masking after the change alone would keep
+  its old value);
 - phases change at within-task epochs 5 and 45 (``--mask-update-decay-epoch 5-45``); at 75 %:
   lower 0.75-0.76-0.75, upper 0.74-0.75-0.75, so each task trains its first 5 epochs at 74 % and the rest
   at 75 %, and the update at epoch 45 only prunes-and-keeps.
@@ -28,6 +30,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 
 from spfde_core.config import domain
@@ -116,6 +119,8 @@ class SparCLTDM:
             pruned = ctx.scheme.prune(
                 layer.mask, magnitude_scores(layer.weight), self.layer_sparsity(layer.name, self.lower[phase])
             )
+            with torch.no_grad():  # the code's W.mul_(pruned_mask) before growing: a weight pruned and
+                layer.weight.mul_(pruned)  # regrown at the same update restarts at 0 like every regrown one
             grow_to = self.layer_sparsity(layer.name, self.upper[phase])
             layer.target = grow_to
             layer.mask = ctx.scheme.grow(pruned, grow_to, None, ctx.generator("sparcl_tdm", epoch, i))
@@ -133,7 +138,8 @@ class SparCLTDM:
             "update_every_epochs_within_task": self.cfg.update_every_epochs,
             "task_epochs": self.task_epochs,
             "importance": "|w| (code; the paper's current + buffer data score is merged away, README alpha = beta)",
-            "growth": "uniformly random among zero positions, new weights start at 0 (code)",
+            "growth": "uniformly random among zero positions (those pruned at this update included), regrown "
+            "weights start at 0, the just-pruned ones too (code)",
             "bounds_source": "script at 0.75"
             if self.cfg.target == 0.75 and self.cfg.lower is None and self.cfg.upper is None
             else "given or derived",

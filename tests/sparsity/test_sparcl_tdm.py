@@ -47,3 +47,21 @@ def test_predicted_sparsities_follow_the_updates_when_phases_fall_between_them()
         actual = 1 - int(layer.mask.sum()) / layer.mask.numel()
         assert predicted[epoch]["conv"] == pytest.approx(actual, abs=1 / 576), epoch
     assert predicted[1]["conv"] == pytest.approx(0.74)  # phase 1 starts at epoch 1, its bounds at epoch 2
+
+
+def test_a_weight_pruned_and_regrown_at_the_same_update_restarts_at_zero() -> None:
+    """The code zeroes pruned weights before growing (W.mul_(pruned_mask)): regrowth never revives an old value."""
+    w = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(2))
+    cfg = SparCLTDMConfig(target=0.75, lower=[0.9], upper=[0.1], phase_epochs=[])  # prune hard, regrow most
+    ctx = hand_context({"conv": w}, {"conv": 0.75}, cfg, epochs=4)
+    tdm = SparCLTDM(cfg, task_epochs=4)
+    tdm.init_masks(ctx)
+    layer = ctx.masks.layers[0]
+    with torch.no_grad():
+        layer.weight.mul_(layer.mask)  # the engine's masking after init
+    before = layer.mask.clone()
+    assert tdm.on_epoch_start(ctx)
+    survivors = round(0.1 * 576)  # the lower bound keeps the top 10 % by |w|
+    assert int((layer.weight[before] != 0).sum()) == survivors
+    revived = layer.mask & before & (layer.weight == 0)  # pruned from the old mask, regrown now: at zero
+    assert int(revived.sum()) > 0
