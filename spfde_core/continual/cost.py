@@ -60,7 +60,8 @@ class ContinualCost:
         self.totals = dict.fromkeys(_KEYS, 0)
         self.profile: ModelProfile | None = None
         self.dense_sample = 0
-        self._cache: dict[tuple, tuple[int, int, dict[str, int]]] = {}
+        self._cache: dict[tuple, tuple[int, dict[str, int]]] = {}
+        """The last mask state's (per-sample FLOPs, per-layer weight-gradient FLOPs); one entry."""
         self._replay_before = 0
         self._step: tuple[int, dict[str, int]] | None = None
 
@@ -72,13 +73,11 @@ class ContinualCost:
         """(per-sample training FLOPs, per-layer weight-gradient FLOPs) at the live masks, cached per mask state."""
         key = tuple((id(m), m.weight_mask._version) for m in model.modules() if hasattr(m, "weight_mask"))
         if key not in self._cache:
-            active = active_counts(model)
-            ops = op_flops(self.profile, active)
+            ops = op_flops(self.profile, active_counts(model))
             pairs = zip(self.profile.ops, ops, strict=True)
             wg = {op.module: s.weight_grad for op, s in pairs if op.kind in ("conv", "linear")}
-            self._cache = {key: (sum(s.total for s in ops), wg, active)}
-        total, wg, _ = self._cache[key]
-        return total, wg
+            self._cache = {key: (sum(s.total for s in ops), wg)}
+        return self._cache[key]
 
     def on_epoch_start(self, state: TrainState) -> None:
         task, _ = task_and_epoch(state.cfg, state.epoch)
