@@ -15,7 +15,7 @@ Three sides, same layers, same shapes, same batch (the cpu/paper profiles'), sam
   never a weakened one;
 - our kernels (spfde_core.ops.sparse_conv): bf16 NCHW where bf16 is native, else fp32; skipped with
   the reason where they cannot load (today: AVX-512 only, so not in the AVX2 class);
-- SparseProp (optional extra, ``pip install -e '.[sparseprop]'``; fp32 NCHW, both vectorisation axes,
+- SparseProp (optional extra, docs/sparse_kernels.md; fp32 NCHW, both vectorisation axes,
   the faster per layer); skipped with the reason where it cannot be imported.
 
 - per layer: forward + input gradient + weight gradient of every 3x3 stride-1 sparse conv (MEST's

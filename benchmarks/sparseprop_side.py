@@ -1,7 +1,8 @@
 """SparseProp as the public anchor of benchmarks/sparse_kernels.py (issue 19): load it, time it, check it.
 
 SparseProp (Nikdan et al., ICML 2023; PyPI ``sparseprop``, Apache-2.0; an optional extra:
-``pip install -e '.[sparseprop]'``, see docs/sparse_kernels.md for the build) is used through its
+``pip install pybind11 && pip install --no-build-isolation -e '.[sparseprop]'``: its setup.py cannot
+build in an isolated environment; docs/sparse_kernels.md has the AVX2 build) is used through its
 public modules only (``sparseprop.modules.SparseConv2d``, its sparse format helpers and autograd
 function); none of its code is part of spfde_core. What its source (0.1.14) says about the layer:
 
@@ -47,8 +48,8 @@ from spfde_core import hardware
 
 AVX2_DIR_ENV = "SPFDE_SPARSEPROP_AVX2"
 INSTALL = (
-    "pip install pybind11 && pip install --no-build-isolation sparseprop "
-    "(or pip install -e '.[sparseprop]' after pybind11; its setup.py needs pybind11 in this environment)"
+    "pip install pybind11 && pip install --no-build-isolation -e '.[sparseprop]' (its setup.py needs pybind11 "
+    "in this environment, not in an isolated build one)"
 )
 INSTALL_AVX2 = (
     "CXXFLAGS=-mno-avx512f pip install --no-cache-dir --no-build-isolation --no-deps "
