@@ -9,17 +9,23 @@ on every task:
   uniform per layer;
 - initial mask: the top-|w| of the fresh initialisation at the target (``--sp-prune-before-retrain``);
 - ``prune_update(epoch)`` is called with the *within-task* epoch, so at within-task epochs 0, 5, 10, ...
-  (``--sp-mask-update-freq 5``) every sparse layer is pruned by |w| to the phase's lower ("prune-to")
+  (``--sp-mask-update-freq 5``) every sparse layer is pruned by importance to the phase's lower ("prune-to")
   sparsity and regrown uniformly at random among its zeros to the upper ("grow-to") sparsity, regrown
   weights starting at zero (the code zeroes the pruned weights before growing, so a weight pruned and
   regrown at the same update restarts at zero too; the engine's masking after the change alone would keep
   its old value);
 - phases change at within-task epochs 5 and 45 (``--mask-update-decay-epoch 5-45``); at 75 %:
   lower 0.75-0.76-0.75, upper 0.74-0.75-0.75, so each task trains its first 5 epochs at 74 % and the rest
-  at 75 %, and the update at epoch 45 only prunes-and-keeps.
+  at 75 %, and the update at epoch 45 only prunes-and-keeps;
+- importance (``utils_pr.weight_pruning``): |w| + ``sp_lmd`` |g| with ``--sp-lmd`` at its default 0.5 (the
+  script does not set it), g the weight's gradient *left from the last batch of the previous epoch*: ``train()``
+  zeroes the gradient after every step but the epoch's last, and ``main()`` calls ``prune_update`` before its
+  ``zero_grad``. That gradient is of the whole loss (current batch + buffer terms) after the gradient masking
+  (weight mask, DGM), so pruned weights score 0; it is the README's single merged term for the paper's
+  current-data and buffered-data scores ("alpha = beta"). The run's first update (no gradient yet) uses |w|.
 
-Deviations and generalisations, written down (``choices()``, docs/continual.md): the paper scores importance on
-current *and* buffered data; the code (README: "alpha = beta") uses |w| only: |w| here. Only the 75 % script
+Deviations and generalisations, written down (``choices()``, docs/continual.md): the paper's two importance
+terms (current and buffered data, weights alpha and beta) are the code's one gradient term. Only the 75 % script
 ships; for other targets the bounds keep its offsets (lower = t, t + 0.01, t; upper = t - 0.01, t, t)
 [DERIVED]. Without continual learning the whole run is one task.
 """
@@ -37,6 +43,7 @@ from spfde_core.config import domain
 from spfde_core.sparsity import SPARSITY_METHODS
 from spfde_core.sparsity.config import SparseConfig
 from spfde_core.sparsity.engine import SparseContext, SparseTraining, magnitude_scores
+from spfde_core.sparsity.masks import SparseLayer
 from spfde_core.sparsity.static import initial_masks
 
 
@@ -58,7 +65,11 @@ class SparCLTDMConfig(SparseConfig):
     ``spfde cost`` fills it the same way."""
     init: str = "magnitude"
     """Initial mask: magnitude (the script's hardening of the initial weights) or random."""
+    importance_lambda: float = domain("[0, inf)", 0.5)
+    """Weight of |grad| in the pruning importance |w| + lambda |grad| (code: ``--sp-lmd``, default 0.5, not set by
+    the script); the gradient of the previous epoch's last step (module docstring). 0 = |w| only."""
     reset_momentum: bool = False
+    """Zero the momentum of pruned weights at updates (the script's SGD has no momentum: moot there)."""
 
     def mutation_interval_epochs(self, epochs: int) -> int | None:
         return self.update_every_epochs
@@ -100,6 +111,9 @@ class SparCLTDM:
         self.task_epochs = task_epochs
         self.base_targets: dict[str, float] = {}
         self.updates = 0
+        self.steps_in_epoch = 0
+        self.last_grads: dict[str, torch.Tensor] = {}
+        """Masked gradient of the last step before an update epoch, per layer (the code's leftover ``W.grad``)."""
 
     def init_masks(self, ctx: SparseContext) -> None:
         self.base_targets = {layer.name: layer.target for layer in ctx.masks}
@@ -109,15 +123,29 @@ class SparCLTDM:
         # MEST's relative rule, so a non-uniform distribution keeps its shape (uniform: the bound itself)
         return 1 - (1 - self.base_targets[name]) * (1 - bound) / (1 - self.cfg.target)
 
+    def is_update_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` starts with a mask update: within-task epochs 0, every, 2 every, ..."""
+        return (epoch % self.task_epochs) % self.cfg.update_every_epochs == 0
+
+    def importance(self, layer: SparseLayer) -> torch.Tensor:
+        """|w| + lambda |g| (the code's ``weight_pruning``), |w| alone without a stored gradient; a monotone
+        square of it, as ``magnitude_scores`` (|w|^2), so the scheme ranks units by summed squares."""
+        grad = self.last_grads.get(layer.name)
+        if not self.cfg.importance_lambda or grad is None:
+            return magnitude_scores(layer.weight)
+        score = layer.weight.detach().abs() + self.cfg.importance_lambda * grad.to(layer.weight.device).abs()
+        return score.float().square()
+
     def on_epoch_start(self, ctx: SparseContext) -> bool:
+        self.steps_in_epoch = 0
         epoch = ctx.state.epoch
-        local = epoch % self.task_epochs  # the script's prune_update(epoch) inside the task loop
-        if local % self.cfg.update_every_epochs:
+        if not self.is_update_epoch(epoch):  # the script's prune_update(epoch) with the within-task epoch
             return False
+        local = epoch % self.task_epochs
         phase = bisect.bisect_right(list(self.cfg.phase_epochs), local)
         for i, layer in enumerate(ctx.masks):
             pruned = ctx.scheme.prune(
-                layer.mask, magnitude_scores(layer.weight), self.layer_sparsity(layer.name, self.lower[phase])
+                layer.mask, self.importance(layer), self.layer_sparsity(layer.name, self.lower[phase])
             )
             with torch.no_grad():  # the code's W.mul_(pruned_mask) before growing: a weight pruned and
                 layer.weight.mul_(pruned)  # regrown at the same update restarts at 0 like every regrown one
@@ -125,9 +153,26 @@ class SparCLTDM:
             layer.target = grow_to
             layer.mask = ctx.scheme.grow(pruned, grow_to, None, ctx.generator("sparcl_tdm", epoch, i))
         self.updates += 1
+        self.last_grads = {}  # used; the code zeroes the gradient right after prune_update
         return True
 
     def after_backward(self, ctx: SparseContext) -> bool:
+        """Keep the masked gradient of an epoch's last step when the next epoch updates the masks.
+
+        Runs after the continual callbacks (rehearsal terms accumulated, DGM applied); the weight mask is
+        applied here as the code's gradient masking does before its optimizer step.
+        """
+        self.steps_in_epoch += 1
+        if (
+            self.cfg.importance_lambda
+            and self.steps_in_epoch == ctx.batches_per_epoch
+            and self.is_update_epoch(ctx.state.epoch + 1)
+        ):
+            self.last_grads = {
+                layer.name: (layer.weight.grad * layer.mask).detach().clone()
+                for layer in ctx.masks
+                if layer.weight.grad is not None
+            }
         return False
 
     def choices(self) -> dict[str, Any]:
@@ -137,7 +182,11 @@ class SparCLTDM:
             "phase_epochs_within_task": list(self.cfg.phase_epochs),
             "update_every_epochs_within_task": self.cfg.update_every_epochs,
             "task_epochs": self.task_epochs,
-            "importance": "|w| (code; the paper's current + buffer data score is merged away, README alpha = beta)",
+            "importance": f"|w| + {self.cfg.importance_lambda} |g|, g = the masked gradient of the previous "
+            "epoch's last step (current + buffer loss, after DGM): the code's one term for the paper's current-data "
+            "and buffered-data scores (README: alpha = beta); |w| at the run's first update"
+            if self.cfg.importance_lambda
+            else "|w|",
             "growth": "uniformly random among zero positions (those pruned at this update included), regrown "
             "weights start at 0, the just-pruned ones too (code)",
             "bounds_source": "script at 0.75"
@@ -147,11 +196,12 @@ class SparCLTDM:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_targets": self.base_targets, "updates": self.updates}
+        return {"base_targets": self.base_targets, "updates": self.updates, "last_grads": self.last_grads}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base_targets = state["base_targets"]
         self.updates = int(state["updates"])
+        self.last_grads = state.get("last_grads", {})
 
 
 @SPARSITY_METHODS.register("sparcl_tdm")

@@ -26,7 +26,8 @@ class KillInEpoch:
 
 
 def test_resume_across_a_task_boundary_is_bit_exact(cl_overrides, tmp_path) -> None:
-    # 5 tasks x 2 epochs; DER++, DDR and DGM on: buffer, statistics, removals and masks all cross the kill.
+    # 5 tasks x 2 epochs; DER++, DDR, DGM and TDM on: buffer, statistics, removals, weight masks and TDM's stored
+    # gradient all cross the kill.
     overrides = [
         *cl_overrides,
         "train.epochs=10",
@@ -36,6 +37,9 @@ def test_resume_across_a_task_boundary_is_bit_exact(cl_overrides, tmp_path) -> N
         "continual.ddr.remove_per_task=10",
         "continual.dgm.enabled=true",
         "continual.dgm.refresh_batches=2",
+        "sparsity=sparcl_tdm",  # an update at every epoch, scored with the previous epoch's last gradient
+        "sparsity.update_every_epochs=1",
+        "sparsity.importance_lambda=1000",  # the gradient term decides: a resume that lost it would prune otherwise
     ]
     whole = run_training(
         load_config([*overrides, f"run.results_dir={tmp_path / 'whole'}", f"run.checkpoint_dir={tmp_path / 'ckw'}"])
@@ -46,6 +50,6 @@ def test_resume_across_a_task_boundary_is_bit_exact(cl_overrides, tmp_path) -> N
     resumed = run_training(cfg)
     assert resumed["run"]["resumed_from_epoch"] == [4]
     assert resumed["results"] == whole["results"]
-    for block in ("continual", "continual_ddr", "continual_dgm"):
+    for block in ("continual", "continual_ddr", "continual_dgm", "continual_cost"):
         assert resumed[block] == whole[block], block
     assert whole["continual"]["steps_with_replay"] > 0 and whole["continual_ddr"]["removed_total"] == 50

@@ -65,3 +65,36 @@ def test_a_weight_pruned_and_regrown_at_the_same_update_restarts_at_zero() -> No
     assert int((layer.weight[before] != 0).sum()) == survivors
     revived = layer.mask & before & (layer.weight == 0)  # pruned from the old mask, regrown now: at zero
     assert int(revived.sum()) > 0
+
+
+def test_importance_adds_the_masked_gradient_of_the_previous_epochs_last_step() -> None:
+    """The code prunes by |w| + 0.5 |g|, g the gradient its train() leaves from the epoch's last batch."""
+    w = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(3))
+    cfg = SparCLTDMConfig(
+        target=0.75, lower=[0.75, 0.9], upper=[0.75, 0.9], phase_epochs=[1], update_every_epochs=1, task_epochs=4
+    )
+    ctx = hand_context({"conv": w}, {"conv": 0.75}, cfg, epochs=4)
+    tdm = SparCLTDM(cfg, task_epochs=4)
+    tdm.init_masks(ctx)
+    layer = ctx.masks.layers[0]
+    with torch.no_grad():
+        layer.weight.mul_(layer.mask)
+    ctx.state.epoch = 0
+    assert tdm.on_epoch_start(ctx)  # first update of the run: no gradient yet, |w| only
+    live = layer.mask.clone()
+    weights = layer.weight.detach().clone()
+    grad = torch.randn(w.shape, generator=torch.Generator().manual_seed(4)).abs() * 4  # large enough to reorder
+    for step in range(ctx.batches_per_epoch):  # only the last step's gradient is kept
+        layer.weight.grad = grad if step == ctx.batches_per_epoch - 1 else torch.full_like(grad, 1e6)
+        tdm.after_backward(ctx)
+    ctx.state.epoch = 1
+    assert tdm.on_epoch_start(ctx)
+    keep = round(0.1 * 576)  # epoch 1: prune the 144 live weights to 10 % density, no regrowth
+    score = (weights.abs() + 0.5 * grad * live).flatten()
+    expected = torch.zeros(576, dtype=torch.bool)
+    expected[score.topk(keep).indices] = True
+    assert torch.equal(layer.mask.flatten(), expected)
+    by_magnitude = torch.zeros(576, dtype=torch.bool)
+    by_magnitude[weights.abs().flatten().topk(keep).indices] = True
+    assert not torch.equal(expected, by_magnitude)  # the gradient term changed the choice
+    assert "0.5 |g|" in tdm.choices()["importance"] and tdm.last_grads == {}
