@@ -251,6 +251,10 @@ def summarize(rows: dict[str, dict]) -> dict[str, Any]:
     fp32 = [r["sparseprop"]["speedup_vs_fp32_dense"] for r in rows.values() if isinstance(r["sparseprop"], dict)]
     if fp32:
         out["sparseprop_geomean_speedup_vs_fp32_dense"] = geomean(fp32)
+    versus = [r["ours_vs_sparseprop"] for r in rows.values() if "ours_vs_sparseprop" in r]
+    if versus:  # issue 19's per-layer goal: ours at least SparseProp's speed on every layer
+        out["ours_vs_sparseprop_geomean"] = geomean(versus)
+        out["ours_at_least_sparseprop_layers"] = f"{sum(v >= 1.0 for v in versus)} of {len(versus)}"
     return out
 
 

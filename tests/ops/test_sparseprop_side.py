@@ -49,6 +49,10 @@ def test_layer_row_has_the_sparseprop_side_measured_or_skipped() -> None:
         side = row["sparseprop"]
         assert side["best_axis"] in sparseprop_side.AXES and side["total_ms"] > 0
         assert side["speedup_vs_best_dense"] > 0 and side["speedup_vs_fp32_dense"] > 0
+    summary = sparse_kernels.summarize({"conv": row})
+    assert summary["dense_best_ms"] == dense["best_ms"]
+    assert ("sparseprop_geomean_speedup" in summary) == (SP is not None)
+    assert ("ours_vs_sparseprop_geomean" in summary) == (SP is not None and isinstance(row["ours"], dict))
     strided = nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False)
     row = sparse_kernels.time_layer(strided, shape, 0.9, "unstructured", 1, dense, SP)
     assert row["sparseprop"].startswith("skipped: ") and ("stride" in row["sparseprop"] or SP is None)
