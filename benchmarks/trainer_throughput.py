@@ -26,13 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from bench_config import throughput_config
 from isa_classes import add_isa_argument, run_classes
 
-from spfde_core import atomic, provenance
+from spfde_core import atomic, hardware, provenance
+from spfde_core.models import build_model
 from spfde_core.train.build import build_data, build_model_for, resolve_device, resolve_hardware
 from spfde_core.train.callbacks import CallbackList, TrainState
 from spfde_core.train.loop import train_epoch
@@ -61,10 +63,11 @@ def mode_images_per_s(
     overrides: list[str],
     batches: int,
     seconds: float,
-    repeats: int,
     tmp: str,
-) -> list[float]:
-    """Images/s of the real trainer epoch function per repeat, after a warm-up pass of 2 batches."""
+) -> Callable[[int], float]:
+    """A function timing one repeat (images/s of the real trainer epoch function) of this mode, after
+    a warm-up pass of 2 batches; repeats of all modes are interleaved by the caller, so that a slow
+    phase of a shared host hits every mode alike."""
     extra = [] if width is None else [f"model.width={width}"]
     cfg = throughput_config(model, batch, batches, tmp, [*extra, *overrides])
     device = resolve_device("cpu")
@@ -81,12 +84,13 @@ def mode_images_per_s(
     train_epoch(state, callbacks, forward)  # warm-up: oneDNN primitives (and compilation)
     per_batch = (time.perf_counter() - start) / 2
     cfg.train.max_batches_per_epoch = max(2, min(batches, round(seconds / max(per_batch, 1e-3))))
-    rates = []
-    for r in range(repeats):
+
+    def repeat(r: int) -> float:
         state.train_loader.set_epoch(r + 1)
         train_epoch(state, callbacks, forward)
-        rates.append(state.epoch_log["train_images_per_s"])
-    return rates
+        return state.epoch_log["train_images_per_s"]
+
+    return repeat
 
 
 def smoke_profile_seconds(tmp: str) -> float:
@@ -97,6 +101,18 @@ def smoke_profile_seconds(tmp: str) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - start
+
+
+UNSAFE = "hangs oneDNN's AVX2 weight-gradient kernel (narrow strided 1x1 conv in channels_last, docs/hardware.md)"
+
+
+def unsafe_channels_last(model: str, width: float | None) -> bool:
+    """channels_last with a convolution narrower than 8 input channels under oneDNN's AVX2 kernels: it hangs."""
+    if hardware.cpu_isa().isa_class not in ("avx2", "generic"):
+        return False
+    with torch.device("meta"):
+        narrowest = hardware.narrowest_conv_width(build_model(model, 10, width=width))
+    return narrowest is not None and narrowest < 8
 
 
 def auto_mode(model: str, width: float | None, batch: int, tmp: str) -> tuple[str, dict[str, str]]:
@@ -119,17 +135,28 @@ def measure(args: argparse.Namespace) -> dict:
         os.environ["SPFDE_CACHE_DIR"] = tmp  # the layout probe measures afresh
         for label, model, width, batch in MODELS:
             result: dict = {"batch_size": batch, "width": width, "modes": {}}
+            runners = {}
             for mode, overrides in modes.items():
-                rates = mode_images_per_s(model, width, batch, overrides, batches, args.seconds, repeats, tmp)
+                if "train.channels_last=true" in overrides and unsafe_channels_last(model, width):
+                    result["skipped_modes"] = {**result.get("skipped_modes", {}), mode: UNSAFE}
+                    print(f"{label:22s} bs{batch:<4d} {mode:18s} skipped: {UNSAFE}", flush=True)
+                    continue
+                runners[mode] = mode_images_per_s(model, width, batch, overrides, batches, args.seconds, tmp)
+            rates: dict[str, list[float]] = {mode: [] for mode in runners}
+            for r in range(repeats):  # interleaved: mode A, B, C, D, A, B, ...
+                for mode, run_repeat in runners.items():
+                    rates[mode].append(run_repeat(r))
+            for mode, mode_rates in rates.items():
                 result["modes"][mode] = {
-                    "images_per_s_mean": statistics.fmean(rates),
-                    "images_per_s_std": statistics.stdev(rates) if len(rates) > 1 else 0.0,
-                    "repeats": rates,
+                    "images_per_s_median": statistics.median(mode_rates),
+                    "images_per_s_mean": statistics.fmean(mode_rates),
+                    "images_per_s_std": statistics.stdev(mode_rates) if len(mode_rates) > 1 else 0.0,
+                    "repeats": mode_rates,
                 }
-                print(f"{label:22s} bs{batch:<4d} {mode:18s} {statistics.fmean(rates):8.1f} img/s", flush=True)
+                print(f"{label:22s} bs{batch:<4d} {mode:18s} {statistics.median(mode_rates):8.1f} img/s", flush=True)
             chosen, why = auto_mode(model, width, batch, tmp)
-            fastest = max(result["modes"], key=lambda m: result["modes"][m]["images_per_s_mean"])
-            ratio = result["modes"][chosen]["images_per_s_mean"] / result["modes"][fastest]["images_per_s_mean"]
+            fastest = max(result["modes"], key=lambda m: result["modes"][m]["images_per_s_median"])
+            ratio = result["modes"][chosen]["images_per_s_median"] / result["modes"][fastest]["images_per_s_median"]
             result.update(auto_mode=chosen, auto_reason=why, fastest_mode=fastest, auto_vs_fastest=ratio)
             result["auto_within_5pct"] = ratio >= WITHIN
             print(f"{label:22s} auto={chosen} fastest={fastest} auto/fastest={ratio:.3f}", flush=True)
