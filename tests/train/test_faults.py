@@ -28,7 +28,17 @@ def _checkpoint(tmp_path: Path) -> Path:
 def test_a_signal_ends_the_run_with_one_line_saying_where_it_resumes(smoke_overrides, tmp_path, sig, code, word):
     cmd = [sys.executable, "-m", "spfde_core.cli", "train", *smoke_overrides, "train.epochs=200"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a suite started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     ckpt = _checkpoint(tmp_path)
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
