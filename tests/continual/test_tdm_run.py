@@ -7,25 +7,9 @@ import torch
 
 from spfde_core.cli import load_config
 from spfde_core.train.run import run_training
+from tests.sparsity.sparsity_test_utils import StepInvariants
 
 pytestmark = pytest.mark.smoke
-
-
-class StepInvariants:
-    """After every optimizer step the weights outside the mask are exactly zero; masks kept per epoch."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.mask_history: list[torch.Tensor] = []
-
-    def after_step(self, state, step) -> None:
-        masked = [m for m in state.model.modules() if hasattr(m, "weight_mask")]
-        assert masked and all(torch.all(m.weight[~m.weight_mask] == 0) for m in masked)
-        self.steps += 1
-
-    def on_epoch_end(self, state) -> None:
-        masks = [m.weight_mask.flatten() for m in state.model.modules() if hasattr(m, "weight_mask")]
-        self.mask_history.append(torch.cat(masks).clone())
 
 
 def test_masked_weights_stay_zero_through_tasks(cl_overrides) -> None:
