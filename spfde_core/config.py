@@ -112,12 +112,14 @@ class TrainConfig:
     update_impl: str = "auto"
     """Masked SGD update: auto (fused where available, else eager), fused (fail if unavailable) or eager."""
     sparse_kernels: str = "auto"
-    """Sparse layers on the sparse CPU kernels (docs/sparse_kernels.md): auto (where supported and the
-    layer's sparsity >= sparse_kernel_min_sparsity), on (every supported sparse layer; fail if the
-    kernels cannot load) or off (masked dense layers)."""
-    sparse_kernel_min_sparsity: float = 0.98
-    """auto: lowest layer sparsity that uses the sparse kernels: the lowest measured sparsity at which
-    every supported layer of resnet32_w2 and ResNet-20 ran faster on them (benchmarks/sparse_kernels.py)."""
+    """Sparse layers on the sparse CPU kernels (docs/sparse_kernels.md): auto (a supported layer whose
+    sparsity >= sparse_kernel_min_sparsity takes them where measured faster than masked dense, per layer
+    and input shape, cached per machine), on (every supported sparse layer; fail if the kernels cannot
+    load) or off (masked dense layers)."""
+    sparse_kernel_min_sparsity: float = 0.8
+    """auto: the floor below which a layer stays masked dense without measuring (SparseProp's 80%; at 80% the
+    kernels ran every resnet32_w2 layer 2-3x slower than masked dense on an AMX Xeon, docs/sparse_kernels.md);
+    at or above it, the path measured faster for the layer (spfde_core/ops/kernel_probe.py)."""
     loggers: list[str] = field(default_factory=list)
     """Experiment trackers mirroring the run (tensorboard, dvclive, mlflow, wandb; each an optional extra), e.g.
     train.loggers=[tensorboard,mlflow]; the record stays the source of truth (docs/integrations.md)."""

@@ -11,8 +11,10 @@ from spfde_core.cli import load_config
 
 @pytest.fixture(autouse=True, scope="session")
 def _layout_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
-    """train.channels_last=auto caches its layout measurement (spfde_core/layout_probe.py): in a
-    temporary folder for the test session, never in the user's ~/.cache; subprocesses inherit it."""
+    """train.channels_last=auto and train.sparse_kernels=auto cache their measurements under
+    $SPFDE_CACHE_DIR (spfde_core/layout_probe.py: channels_last.json; spfde_core/ops/kernel_probe.py:
+    sparse_kernels.json): in a temporary folder for the test session, never in the user's ~/.cache;
+    subprocesses inherit it. Tests that count measurements point it at their own tmp_path."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SPFDE_CACHE_DIR", str(tmp_path_factory.mktemp("spfde-cache")))
     yield

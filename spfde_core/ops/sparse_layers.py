@@ -4,11 +4,16 @@
 sparse Conv2d/Linear a forward that dispatches per call:
 
 - the sparse kernels (:mod:`spfde_core.ops.sparse_conv`) when the layer is supported (stride 1,
-  "same" padding, no bias, CPU tensors, a tileable input size), its current sparsity is at least
-  ``train.sparse_kernel_min_sparsity`` and its input is NCHW (``auto``; ``on`` takes any sparsity
-  and converts channels_last inputs) and the sparsity method does not need the dense weight
-  gradient at this step;
+  "same" padding, no bias, CPU tensors, a tileable input size), the sparsity method does not need
+  the dense weight gradient at this step, and: under ``auto``, its current sparsity is at least
+  ``train.sparse_kernel_min_sparsity`` (the floor, 0.8 as SparseProp's) and the kernels were
+  measured faster than the masked dense layer for this layer and call
+  (:mod:`spfde_core.ops.kernel_probe`: per input shape, dtype, autocast, layout and sparsity
+  bucket, cached per machine); under ``on``, always;
 - otherwise the layer's own (masked dense) forward.
+
+A channels_last input takes the sparse path as NCHW (``.contiguous()``) and its output is converted
+back to channels_last; under ``auto`` those conversions are part of what is measured.
 
 Both compute ``conv(x, w * m)`` and a weight gradient that is zero wherever ``m`` is zero after the
 engine's masking, so results agree to float tolerance and checkpoints are identical in format.
@@ -16,7 +21,7 @@ engine's masking, so results agree to float tolerance and checkpoints are identi
 Methods that read the dense gradient say so with ``needs_dense_gradient(ctx) -> bool`` (RigL at
 its update steps, SNFS always): at those steps every layer takes the masked dense path, whose
 gradient is dense. The record's ``sparse_kernels`` block lists, per layer, how many forward calls
-ran on each path and why a layer never used the kernels.
+ran on each path, the last reason for the masked path and (``auto``) every measured decision.
 """
 
 from __future__ import annotations
@@ -26,30 +31,41 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from spfde_core.ops import native
+from spfde_core.ops import kernel_probe, native
+from spfde_core.ops.kernel_probe import Decision, LayerKey
 from spfde_core.ops.sparse_conv import SparsePlan, build_plan, sparse_conv2d, sparse_linear, unsupported_reason
 from spfde_core.sparsity.masks import MASK_BUFFER
 
 log = logging.getLogger("spfde_core.ops")
 MAX_WGRAD_SCRATCH_BYTES = 256 * 2**20
+MAX_DECISIONS = 64
+"""Decisions a layer's record keeps (the latest; one per distinct key): a gradual pruning schedule
+crosses up to 20 sparsity buckets, each with training, evaluation and last-partial-batch shapes."""
 
 
 class SparseKernelUnavailable(RuntimeError):
     """train.sparse_kernels=on but the kernels cannot run here (the message says why)."""
 
 
+def _spconv_target() -> str | None:
+    try:
+        return native.select_target("spconv").name
+    except native.NativeUnavailable:
+        return None
+
+
 class SparseLayerKernel:
     """One layer's dispatching forward: the sparse kernels when allowed, else the module's own forward."""
 
-    def __init__(self, name: str, module: nn.Module, min_sparsity: float, require_nchw: bool = False) -> None:
+    def __init__(self, name: str, module: nn.Module, min_sparsity: float, measure: bool = False) -> None:
         self.name = name
         self.module = module
         self.min_sparsity = min_sparsity
-        self.require_nchw = require_nchw
-        """auto mode: channels_last inputs stay on the masked path (converting them costs more than the
-        kernels save, measured in benchmarks/sparse_kernels.py)."""
+        self.measure = measure
+        """auto mode: at or above min_sparsity, take the kernels only where measured faster (kernel_probe)."""
         self.static_reason = unsupported_reason(module)
         self.enabled = True
         """Cleared by SparseKernels for steps where the method needs the dense gradient."""
@@ -57,6 +73,11 @@ class SparseLayerKernel:
         self._plan_mask: torch.Tensor | None = None
         self.calls = {"sparse": 0, "masked": 0}
         self.last_reason: str | None = None
+        self.choices: dict[LayerKey, Decision] = {}
+        """This process's decisions by key (the cache file is read once per key, not per call)."""
+        self.decisions: dict[str, dict[str, Any]] = {}
+        """The record's decisions by key text, oldest first, at most MAX_DECISIONS (restored on resume)."""
+        self.target = _spconv_target() if measure else None
         self._dense_forward = module.forward
         # Under torch.compile the dispatch runs outside the graph (the native calls cannot be traced).
         module.forward = torch.compiler.disable(self.forward)
@@ -93,8 +114,6 @@ class SparseLayerKernel:
             reason = unsupported_reason(self.module, (x.shape[-2], x.shape[-1]))
             if reason:
                 return reason
-            if self.require_nchw and not x.is_contiguous():
-                return "channels_last input (the kernels work on NCHW: set train.channels_last=false)"
         elif x.dim() != 2:
             return f"linear input of {x.dim()} dims (needs (batch, features))"
         if self.sparsity() < self.min_sparsity:
@@ -102,7 +121,53 @@ class SparseLayerKernel:
         scratch = self.current_plan().nnz * 16 * 4 * torch.get_num_threads()
         if scratch > MAX_WGRAD_SCRATCH_BYTES:  # the weight gradient keeps 16 partial sums per weight per thread
             return f"weight-gradient scratch {scratch / 2**20:.0f} MiB > {MAX_WGRAD_SCRATCH_BYTES / 2**20:.0f} MiB"
+        if self.measure:
+            key, decision = self.decide(x)
+            if not decision.sparse:
+                return decision.reason(key)
         return None
+
+    def decide(self, x: torch.Tensor) -> tuple[LayerKey, Decision]:
+        """The measured path for this call's key: from memory, else the cache file, else timed now."""
+        key = kernel_probe.layer_key(
+            self.module, x, self.sparsity(), self.current_plan().block is not None, self.target
+        )
+        decision = self.choices.get(key)
+        if decision is None:
+            weight = self.module.weight
+
+            def probe() -> dict[str, float]:
+                log.info("train.sparse_kernels=auto: timing %s both ways for %s", self.name, key.text())
+                return kernel_probe.measure(self.masked_path, self.sparse_path, x, weight, key.dx, key.dw)
+
+            decision = kernel_probe.decide(key, probe)
+            self.choices[key] = decision
+            text = key.text()
+            self.decisions.pop(text, None)  # a re-decision (after resume) replaces the entry, at the end
+            self.decisions[text] = decision.record(key)
+            while len(self.decisions) > MAX_DECISIONS:
+                del self.decisions[next(iter(self.decisions))]
+            log.debug("sparse kernels: %s (%s): %s", self.name, text, decision.reason(key))
+        return key, decision
+
+    def masked_path(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The module's own masked dense computation with ``weight`` in place of its parameter (measuring)."""
+        if isinstance(self.module, nn.Linear):
+            return F.linear(x, weight, self.module.bias)
+        return self.module._conv_forward(x, weight, self.module.bias)
+
+    def sparse_path(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The sparse kernels on ``x``: autocast's cast, and a channels_last input through NCHW and back."""
+        plan = self.current_plan()
+        if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+            x = x.to(torch.get_autocast_dtype("cpu"))  # what autocast does for the masked dense layer
+        if isinstance(self.module, nn.Linear):
+            y = sparse_linear(x, weight, plan)
+            return y + self.module.bias.to(y.dtype) if self.module.bias is not None else y
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return sparse_conv2d(x, weight, plan)
+        # The kernels read NCHW; the next layers expect the model's layout back.
+        return sparse_conv2d(x.contiguous(), weight, plan).contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "meta":  # the cost meter's shape trace at every start: not a call to count
@@ -113,13 +178,7 @@ class SparseLayerKernel:
             self.calls["masked"] += 1
             return self._dense_forward(x)
         self.calls["sparse"] += 1
-        plan = self.current_plan()
-        if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
-            x = x.to(torch.get_autocast_dtype("cpu"))  # what autocast does for the masked dense layer
-        if isinstance(self.module, nn.Linear):
-            y = sparse_linear(x, self.module.weight, plan)
-            return y + self.module.bias.to(y.dtype) if self.module.bias is not None else y
-        return sparse_conv2d(x, self.module.weight, plan)
+        return self.sparse_path(x, self.module.weight)
 
 
 class SparseKernels:
@@ -147,14 +206,18 @@ class SparseKernels:
             return
         for engine in self.engines:
             kernels = [
-                SparseLayerKernel(layer.name, layer.module, self.min_sparsity, require_nchw=self.mode == "auto")
+                SparseLayerKernel(layer.name, layer.module, self.min_sparsity, measure=self.mode == "auto")
                 for layer in engine.masks
             ]
             self.groups.append((engine, kernels))
             self.layers += kernels
-        for kernel in self.layers:  # a resumed run continues the counts the record reports
+        for kernel in self.layers:  # a resumed run continues the counts and decisions the record reports
             if kernel.name in self._restored:
-                kernel.calls, kernel.last_reason = dict(self._restored[kernel.name][0]), self._restored[kernel.name][1]
+                saved = self._restored[kernel.name]
+                if isinstance(saved, (tuple, list)):  # a checkpoint from before the measured decisions
+                    saved = {"calls": saved[0], "last_reason": saved[1]}
+                kernel.calls, kernel.last_reason = dict(saved["calls"]), saved["last_reason"]
+                kernel.decisions = {text: dict(entry) for text, entry in saved.get("decisions", {}).items()}
         if self.mode == "on":
             unsupported = [f"{k.name} ({k.static_reason})" for k in self.layers if k.static_reason]
             if unsupported:
@@ -176,7 +239,16 @@ class SparseKernels:
             kernel.detach()
 
     def state_dict(self) -> dict[str, Any]:
-        return {k.name: (dict(k.calls), k.last_reason) for k in self.layers}
+        """Per layer: call counts, last masked reason and the record's decisions (the in-memory choices are
+        not saved: a resumed process decides again per key, from the cache file on the same machine)."""
+        return {
+            k.name: {
+                "calls": dict(k.calls),
+                "last_reason": k.last_reason,
+                "decisions": {text: dict(entry) for text, entry in k.decisions.items()},
+            }
+            for k in self.layers
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._restored = state  # the kernels are installed in on_train_start, after the checkpoint is loaded
@@ -193,6 +265,7 @@ class SparseKernels:
                         "sparse_calls": k.calls["sparse"],
                         "masked_calls": k.calls["masked"],
                         "last_masked_reason": k.last_reason,
+                        "decisions": list(k.decisions.values()),
                     }
                     for k in self.layers
                 ],

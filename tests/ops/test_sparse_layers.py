@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from spfde_core.cli import load_config
 from spfde_core.config import ConfigError
 from spfde_core.models import build_model
-from spfde_core.ops import native, sparse_layers
-from spfde_core.ops.sparse_layers import SparseLayerKernel
+from spfde_core.ops import kernel_probe, native, sparse_layers
+from spfde_core.ops.sparse_layers import SparseKernels, SparseLayerKernel
 from spfde_core.train.run import run_training
 
 pytestmark = pytest.mark.skipif(
@@ -103,6 +108,27 @@ def test_training_with_sparse_kernels_matches_masked_dense(smoke_overrides) -> N
 
 
 @pytest.mark.smoke
+def test_auto_training_decides_per_layer_and_matches_masked_dense(smoke_overrides) -> None:
+    """The real clock: whichever path wins per layer, the run agrees with masked dense training."""
+    # NCHW: the smoke model's 4-channel strided 1x1 convolutions hang oneDNN's AVX2 channels_last kernels
+    auto = run_training(load_config(_train_overrides(smoke_overrides, "auto")))
+    off = run_training(load_config(_train_overrides(smoke_overrides, "off")))
+    assert auto["results"]["final_train_loss"] == pytest.approx(off["results"]["final_train_loss"], rel=1e-4)
+    assert auto["sparsity"]["layers"] == off["sparsity"]["layers"]
+    block = auto["sparse_kernels"]
+    assert block["mode"] == "auto" and block["min_sparsity"] == 0.8
+    for layer in block["layers"]:
+        if "stride" in (layer["last_masked_reason"] or ""):
+            assert layer["decisions"] == [] and layer["sparse_calls"] == 0
+            continue
+        decisions = layer["decisions"]  # training (fwd+bwd) and evaluation (fwd)
+        assert {d["passes"] for d in decisions} == {"fwd+bwd", "fwd"}, layer["name"]
+        assert all(d["layout"] == "nchw" and d["path"] in ("sparse", "masked") for d in decisions)
+        assert all(d["sparse_ms"] > 0 and d["masked_ms"] > 0 for d in decisions)
+        assert layer["sparse_calls"] + layer["masked_calls"] > 0
+
+
+@pytest.mark.smoke
 def test_rigl_update_steps_take_the_dense_gradient_path(smoke_overrides) -> None:
     record = run_training(
         load_config(
@@ -122,20 +148,6 @@ def test_on_without_kernels_is_a_config_error(smoke_overrides, monkeypatch) -> N
     monkeypatch.setattr(sparse_layers.native, "unavailable_reason", lambda kernel: "no compiler (test)")
     with pytest.raises(ConfigError, match="train.sparse_kernels=on: no compiler"):
         run_training(load_config(_train_overrides(smoke_overrides, "on")))
-
-
-def test_auto_leaves_channels_last_inputs_on_the_masked_path() -> None:
-    """auto only takes NCHW inputs: converting channels_last activations costs more than it saves."""
-    model = _masked_resnet20(0.98)
-    kernels = [
-        SparseLayerKernel(n, m, 0.95, require_nchw=True) for n, m in model.named_modules() if hasattr(m, "weight_mask")
-    ]
-    model(torch.randn(16, 3, 32, 32))
-    assert sum(k.calls["sparse"] for k in kernels) == len(kernels) - 2  # NCHW: all stride-1 layers
-    model.to(memory_format=torch.channels_last)
-    model(torch.randn(16, 3, 32, 32).to(memory_format=torch.channels_last))
-    assert sum(k.calls["masked"] for k in kernels) == 2 + len(kernels)
-    assert any("channels_last" in (k.last_reason or "") for k in kernels)
 
 
 def test_auto_leaves_compiled_runs_alone(smoke_overrides) -> None:
@@ -169,3 +181,221 @@ def test_sparse_linear_layer_reuses_its_plan_and_follows_autocast(monkeypatch) -
     monkeypatch.setattr(sparse_layers, "MAX_WGRAD_SCRATCH_BYTES", 1024)
     linear(x)
     assert "weight-gradient scratch" in kernel.last_reason and kernel.calls["masked"] == 1
+
+
+# --- train.sparse_kernels=auto: the path measured faster per layer and key, cached per machine ---
+
+
+def _sparse_conv(sparsity: float, channels: int = 16) -> nn.Conv2d:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    mask = torch.zeros(conv.weight.numel(), dtype=torch.bool)
+    mask[torch.randperm(mask.numel())[: round((1 - sparsity) * mask.numel())]] = True  # exactly this sparsity
+    conv.register_buffer("weight_mask", mask.view(conv.weight.shape))
+    with torch.no_grad():
+        conv.weight.mul_(conv.weight_mask)
+    return conv
+
+
+def _input(batch: int = 8, channels: int = 16) -> torch.Tensor:
+    return torch.randn(batch, channels, 16, 16, requires_grad=True)
+
+
+@pytest.fixture
+def clock(monkeypatch, tmp_path):
+    """A stubbed clock: ``times`` (seconds per path) decide, ``calls`` counts the timed passes; a fresh cache."""
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path / "cache"))
+    stub = SimpleNamespace(times={"masked": 3e-3, "sparse": 1e-3}, calls=[])
+
+    def time_pass(path, run, x, weight, dx, dw) -> float:
+        stub.calls.append((path, dx, dw))
+        return stub.times[path]
+
+    monkeypatch.setattr(kernel_probe, "time_pass", time_pass)
+    return stub
+
+
+@pytest.mark.parametrize("faster", ["sparse", "masked"])
+def test_auto_takes_the_path_measured_faster(clock, faster) -> None:
+    clock.times = {"masked": 3e-3, "sparse": 1e-3} if faster == "sparse" else {"masked": 1e-3, "sparse": 3e-3}
+    kernel = SparseLayerKernel("conv", _sparse_conv(0.9), 0.8, measure=True)
+    kernel.module(_input()).sum().backward()
+    assert kernel.calls == {"sparse": int(faster == "sparse"), "masked": int(faster == "masked")}
+    # 1 warm-up + 3 timed passes per path, alternated; forward + both gradients
+    assert [p for p, _, _ in clock.calls] == ["masked", "sparse"] * 4
+    assert all(dx and dw for _, dx, dw in clock.calls)
+    if faster == "masked":
+        assert kernel.last_reason == "measured: masked 1.00 ms < sparse 3.00 ms (fwd+bwd, measured now)"
+    (decision,) = kernel.decisions.values()
+    assert decision == {
+        "input_shape": [8, 16, 16, 16],
+        "dtype": "fp32",
+        "autocast": None,
+        "layout": "nchw",
+        "sparsity": 0.9,
+        "passes": "fwd+bwd",
+        "path": faster,
+        "sparse_ms": clock.times["sparse"] * 1e3,
+        "masked_ms": clock.times["masked"] * 1e3,
+        "cached": False,
+    }
+
+
+def test_decision_is_cached_per_machine_and_reused(clock, monkeypatch) -> None:
+    conv = _sparse_conv(0.9)
+    first = SparseLayerKernel("conv", conv, 0.8, measure=True)
+    conv(_input())
+    assert len(clock.calls) == 8
+    cache = json.loads(kernel_probe.cache_path().read_text())
+    (key,) = cache
+    assert key.startswith(kernel_probe.machine_key()) and "x[8, 16, 16, 16]" in key and "sparsity 0.90" in key
+    assert cache[key] == clock.times
+    reads = []
+    decide = kernel_probe.decide
+    monkeypatch.setattr(kernel_probe, "decide", lambda *a: reads.append(a) or decide(*a))
+    conv(_input())  # the same key: the layer's own memory, no file read
+    assert len(clock.calls) == 8 and not reads and first.calls["sparse"] == 2
+    clock.times = {"masked": 1e-3, "sparse": 3e-3}  # a new measurement would now choose masked
+    first.detach()
+    other = _sparse_conv(0.9)  # the same seed: the same mask
+    second = SparseLayerKernel("conv", other, 0.8, measure=True)
+    other(_input())  # another layer instance (or process) with the same key: read from the cache
+    assert len(clock.calls) == 8 and len(reads) == 1 and second.calls["sparse"] == 1
+    assert next(iter(second.decisions.values()))["cached"] is True
+    other(_input(batch=3))  # the last partial batch: another key, measured
+    assert len(clock.calls) == 16 and second.calls["masked"] == 1
+    assert second.last_reason == "measured: masked 1.00 ms < sparse 3.00 ms (fwd+bwd, measured now)"
+    assert len(json.loads(kernel_probe.cache_path().read_text())) == 2
+
+
+def test_new_sparsity_bucket_decides_again(clock) -> None:
+    conv = _sparse_conv(0.9)
+    kernel = SparseLayerKernel("conv", conv, 0.8, measure=True)
+    conv(_input())
+    with torch.no_grad():  # in place, as the engine updates masks
+        conv.weight_mask.copy_(torch.rand_like(conv.weight) >= 0.95)
+    conv(_input())
+    assert len(clock.calls) == 16
+    assert [d["sparsity"] for d in kernel.decisions.values()] == [0.9, round(kernel.sparsity(), 2)]
+
+
+def test_damaged_cache_is_ignored_with_a_warning(clock, caplog) -> None:
+    path = kernel_probe.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text('{"half a')
+    conv = _sparse_conv(0.9)
+    kernel = SparseLayerKernel("conv", conv, 0.8, measure=True)
+    with caplog.at_level(logging.WARNING, logger="spfde_core.ops.kernel_probe"):
+        conv(_input())
+    assert "unreadable sparse-kernel cache" in caplog.text
+    assert len(clock.calls) == 8 and kernel.calls["sparse"] == 1
+    assert list(json.loads(path.read_text()).values()) == [clock.times]  # replaced by a valid cache
+
+
+def test_unwritable_cache_warns_and_keeps_the_decision(clock, caplog, tmp_path, monkeypatch) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path / "file" / "cache"))  # a parent that is a file
+    conv = _sparse_conv(0.9)
+    kernel = SparseLayerKernel("conv", conv, 0.8, measure=True)
+    with caplog.at_level(logging.WARNING, logger="spfde_core.ops.kernel_probe"):
+        conv(_input())
+        conv(_input())
+    assert "could not cache the sparse-kernel measurement" in caplog.text
+    assert len(clock.calls) == 8 and kernel.calls["sparse"] == 2
+
+
+def test_measurement_leaves_the_random_stream_and_the_gradients_alone(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
+    conv = _sparse_conv(0.9)
+    kernel = SparseLayerKernel("conv", conv, 0.8, measure=True)  # the real clock
+    x = _input()
+    state = torch.get_rng_state()
+    y = conv(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert conv.weight.grad is None and x.grad is None  # the measurement touched no .grad
+    assert len(kernel.decisions) == 1
+    assert torch.allclose(y, F.conv2d(x, conv.weight * conv.weight_mask, padding=1), atol=1e-5)
+    # a path that draws random numbers (dropout) still leaves the run's stream where it was
+    state = torch.get_rng_state()
+    times = kernel_probe.measure(
+        lambda x, w: F.dropout(F.conv2d(x, w, padding=1), 0.5), kernel.sparse_path, x, conv.weight, True, True
+    )
+    assert torch.equal(torch.get_rng_state(), state) and set(times) == {"masked", "sparse"}
+
+
+def test_below_the_floor_nothing_is_measured(clock) -> None:
+    conv = _sparse_conv(0.5)
+    kernel = SparseLayerKernel("conv", conv, 0.8, measure=True)
+    conv(_input())
+    assert not clock.calls and not kernel.decisions and kernel.calls["masked"] == 1
+    assert "< train.sparse_kernel_min_sparsity 0.8" in kernel.last_reason
+
+
+def _callback(mode: str, modules: dict[str, nn.Module]) -> SparseKernels:
+    masks = [SimpleNamespace(name=name, module=module) for name, module in modules.items()]
+    callback = SparseKernels([SimpleNamespace(masks=masks)], mode, 0.8)
+    callback.on_train_start(SimpleNamespace(device=torch.device("cpu")))
+    return callback
+
+
+def test_on_never_measures(clock) -> None:
+    conv = _sparse_conv(0.5)  # below auto's floor too: `on` takes every supported layer
+    callback = _callback("on", {"conv": conv})
+    conv(_input())
+    conv(_input().to(memory_format=torch.channels_last))
+    assert not clock.calls and callback.layers[0].calls == {"sparse": 2, "masked": 0}
+    assert callback.record(None, None)["sparse_kernels"]["layers"][0]["decisions"] == []
+
+
+def test_channels_last_input_takes_the_sparse_path_when_measured_faster(clock) -> None:
+    conv = _sparse_conv(0.9).to(memory_format=torch.channels_last)
+    callback = _callback("auto", {"conv": conv})
+    x = _input().detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    y = conv(x)
+    assert callback.layers[0].calls == {"sparse": 1, "masked": 0} and len(clock.calls) == 8
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    assert next(iter(callback.layers[0].decisions.values()))["layout"] == "channels_last"
+    x_ref = x.detach().clone().requires_grad_(True)
+    w_ref = conv.weight.detach().clone().requires_grad_(True)
+    expected = F.conv2d(x_ref, w_ref * conv.weight_mask, padding=1)
+    assert torch.allclose(y, expected, rtol=1e-4, atol=1e-5)
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    (expected * dy).sum().backward()
+    assert torch.allclose(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    masked_grad = conv.weight.grad * conv.weight_mask  # as the engine masks it
+    assert torch.allclose(masked_grad, w_ref.grad * conv.weight_mask, rtol=1e-4, atol=1e-4)
+
+
+def test_record_decisions_survive_a_state_dict_round_trip(clock, tmp_path) -> None:
+    conv = _sparse_conv(0.9)
+    callback = _callback("auto", {"conv": conv})
+    conv(_input())
+    with torch.no_grad():
+        conv(_input(batch=4))  # evaluation: a forward-only key of its own
+    before = callback.record(None, None)["sparse_kernels"]["layers"]
+    assert [(d["passes"], d["input_shape"][0]) for d in before[0]["decisions"]] == [("fwd+bwd", 8), ("fwd", 4)]
+    torch.save(callback.state_dict(), tmp_path / "ckpt.pt")
+    callback.on_train_end(None)
+    resumed = SparseKernels(callback.engines, "auto", 0.8)
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    resumed.on_train_start(SimpleNamespace(device=torch.device("cpu")))
+    assert resumed.record(None, None)["sparse_kernels"]["layers"] == before
+    conv(_input())  # the resumed process decides again, from the cache: the entry is replaced, not added
+    after = resumed.record(None, None)["sparse_kernels"]["layers"][0]["decisions"]
+    assert len(after) == 2 and after[-1]["cached"] is True and after[-1]["input_shape"][0] == 8
+    assert len(clock.calls) == 16  # two keys measured once each, across the resume
+
+
+def test_checkpoint_from_before_the_decisions_still_resumes(clock) -> None:
+    conv = _sparse_conv(0.9)
+    callback = SparseKernels([SimpleNamespace(masks=[SimpleNamespace(name="conv", module=conv)])], "auto", 0.8)
+    callback.load_state_dict({"conv": ({"sparse": 3, "masked": 1}, "a reason")})  # the former (calls, reason)
+    callback.on_train_start(SimpleNamespace(device=torch.device("cpu")))
+    (layer,) = callback.record(None, None)["sparse_kernels"]["layers"]
+    assert (layer["sparse_calls"], layer["masked_calls"], layer["decisions"]) == (3, 1, [])
+
+
+def test_the_suite_never_writes_the_users_cache() -> None:
+    """tests/conftest.py points $SPFDE_CACHE_DIR at a session tmp folder: the measurements stay there."""
+    assert Path.home() / ".cache" not in kernel_probe.cache_path().parents
