@@ -4,8 +4,9 @@ The kernels take raw pointers and sizes only (no PyTorch headers), so a build ta
 with the system ``g++``; they are called through :mod:`ctypes`. Each kernel is built for the best
 instruction-set target this process may use among those it supports (``KERNELS``): the fused
 masked SGD update is plain OpenMP code and builds for ``avx512``, ``avx2`` and ``generic`` (no
-x86 flags; also ARM/NEON), the sparse convolutions are AVX-512 intrinsics (``avx512`` only). A
-kernel whose targets this CPU cannot run is skipped with the reason while the others still load.
+x86 flags; also ARM/NEON), the sparse convolutions are x86 intrinsics behind a small vector layer
+(``avx512``: 16 lanes and bf16 stores; ``avx2``: 8 lanes). A kernel whose targets this CPU cannot run
+is skipped with the reason while the others still load.
 
 The usable ISA follows PyTorch's (``spfde_core.hardware.cpu_isa``), so ``ATEN_CPU_CAPABILITY=avx2``
 on an AVX-512 machine also loads the AVX2 builds; ``SPFDE_NATIVE_ISA=avx2|generic`` caps only ours.
@@ -68,7 +69,7 @@ class Kernel:
 
 KERNELS = {
     "fused_sgd": Kernel("fused_sgd", ("fused_sgd.cpp",), ("avx512", "avx2", "generic")),
-    "spconv": Kernel("spconv", ("spconv.cpp",), ("avx512",)),
+    "spconv": Kernel("spconv", ("spconv.cpp",), ("avx512", "avx2")),
 }
 
 

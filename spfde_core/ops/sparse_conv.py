@@ -2,7 +2,7 @@
 
 A masked dense layer computes ``conv(x, w * m)`` with dense kernels, so 90% sparsity saves nothing.
 Here the weight is kept as CSR rows grouped by (output channel, tap) and the three products of a
-training step run in native AVX-512 kernels (``csrc/spconv.cpp``, docs/sparse_kernels.md):
+training step run in native AVX-512 or AVX2 kernels (``csrc/spconv.cpp``, docs/sparse_kernels.md):
 
 - forward ``y = W_s * x`` (sparse weight x dense activation),
 - input gradient ``dx = W_s^T * dy`` (the same kernel on the transposed, tap-flipped weight),
@@ -14,8 +14,9 @@ The sparsity structure (CSR indices of both orientations) is rebuilt only when t
 updates the ordinary dense ``weight`` parameter and checkpoints are unchanged.
 
 Supported: 2-D convolution with stride 1, dilation 1, groups 1, square odd kernel with "same"
-padding, H*W a multiple of 16, fp32 or bf16 activations, and linear layers (a 1x1 convolution over
-a batch of 16k samples). Anything else reports why via :func:`unsupported_reason`.
+padding, H*W a multiple of the kernels' lanes (16 with AVX-512, 8 with AVX2), fp32 or bf16
+activations, and linear layers (a 1x1 convolution over a batch of 16k samples). Anything else reports
+why via :func:`unsupported_reason`.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ _GEOMETRY: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def geometry(h: int, w: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(shift[K2] int32, masks[HW/16 * K2] uint16): per tap the flat offset, per chunk and tap the lanes inside."""
+    """(shift[K2] int32, inside[HW * K2] uint8) of the float64 path: per tap the flat offset, per pixel
+    and tap whether the tap reads inside the image (else it reads the zero padding)."""
     key = (h, w, k)
     if key not in _GEOMETRY:
         pad = k // 2
@@ -124,9 +126,7 @@ def geometry(h: int, w: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows, cols = p // w, p % w
         inside = ((rows[:, None] + dh) >= 0) & ((rows[:, None] + dh) < h)
         inside &= ((cols[:, None] + dw) >= 0) & ((cols[:, None] + dw) < w)  # [HW, K2]
-        lanes = inside.view(h * w // 16, 16, k * k).to(torch.int64)
-        bits = (lanes << torch.arange(16)[None, :, None]).sum(1)  # [chunks, K2]
-        _GEOMETRY[key] = (shift.contiguous(), bits.to(torch.int32).to(torch.uint16).contiguous())
+        _GEOMETRY[key] = (shift.contiguous(), inside.to(torch.uint8).contiguous())
     return _GEOMETRY[key]
 
 
@@ -145,19 +145,31 @@ def unsupported_reason(module: nn.Module, input_hw: tuple[int, int] | None = Non
         return f"padding {module.padding} ({module.padding_mode}) is not 'same' zero padding"
     if module.bias is not None:
         return "has a bias"
-    if input_hw is not None and not _tileable(*input_hw):
-        return f"input {input_hw[0]}x{input_hw[1]}: needs H*W a multiple of 16 and W a multiple or divisor of 16"
+    if input_hw is not None and not _tileable(*input_hw, lanes=kernel_lanes()):
+        lanes = kernel_lanes()
+        return (
+            f"input {input_hw[0]}x{input_hw[1]}: needs H*W a multiple of {lanes} and W a multiple or divisor of "
+            f"{lanes} (the kernels' vector lanes here)"
+        )
     return None
 
 
-def _tileable(h: int, w: int) -> bool:
-    """The geometry rule of csrc/spconv.cpp's tiling (8 or 4 chunks of 16 pixels per tile)."""
-    if (h * w) % 16 or not (w % 16 == 0 or 16 % w == 0):
+def kernel_lanes() -> int:
+    """Float lanes per vector of the loaded kernels (16: AVX-512, 8: AVX2); 16 where they do not load."""
+    try:
+        return int(native.load("spconv").spconv_lanes())
+    except native.NativeUnavailable:
+        return 16
+
+
+def _tileable(h: int, w: int, lanes: int = 16) -> bool:
+    """The geometry rule of csrc/spconv.cpp's tiling (8 or 4 chunks of ``lanes`` pixels per tile)."""
+    if (h * w) % lanes or not (w % lanes == 0 or lanes % w == 0):
         return False
-    chunks = h * w // 16
+    chunks = h * w // lanes
 
     def fits(tile: int) -> bool:
-        return chunks % tile == 0 and (tile * 16) % w == 0 if chunks >= tile else tile % chunks == 0
+        return chunks % tile == 0 and (tile * lanes) % w == 0 if chunks >= tile else tile % chunks == 0
 
     return fits(8) or fits(4)
 
@@ -219,14 +231,14 @@ def _check(status: int, shape: torch.Size, k: int) -> None:
 
 
 def kernel_supports(n: int, c: int, h: int, w: int, k: int) -> bool:
-    """Whether the AVX-512 kernels tile this geometry: H*W a multiple of 16 and W a multiple or divisor of 16."""
+    """Whether the loaded kernels tile this geometry: H*W a multiple of their lanes and W a multiple or divisor."""
     return bool(native.load("spconv").spconv_supported(n, c, h, w, k))
 
 
 class SparseConv2dFunction(torch.autograd.Function):
     """``conv2d(x, weight * mask)`` (stride 1, same padding) with sparse forward, input and weight gradients.
 
-    Activations may be float32 or bfloat16 (AVX-512 kernels, float32 accumulation) or float64 (a
+    Activations may be float32 or bfloat16 (AVX-512 or AVX2 kernels, float32 accumulation) or float64 (a
     scalar path with the same indexing, for gradcheck). The output has the input's dtype.
     """
 

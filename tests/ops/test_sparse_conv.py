@@ -9,6 +9,7 @@ from torch import nn
 from spfde_core.ops import native
 from spfde_core.ops.sparse_conv import (
     build_plan,
+    kernel_lanes,
     kernel_supports,
     masked_dense_reference,
     sparse_conv2d,
@@ -47,6 +48,27 @@ def test_gradcheck_float64(n: int, c_in: int, c_out: int, h: int, w: int, k: int
     assert torch.autograd.gradcheck(lambda a, b: sparse_conv2d(a, b, plan), (x, weight))
 
 
+def test_gradcheck_float64_any_plane() -> None:
+    """The float64 path indexes any plane (here 3x5: no lane multiple), so gradcheck covers odd sizes too."""
+    x = torch.randn(2, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    plan = build_plan(_mask(weight.shape, 0.6, seed=4))
+    assert torch.autograd.gradcheck(lambda a, b: sparse_conv2d(a, b, plan), (x, weight))
+
+
+def test_tiling_rule_is_the_kernels() -> None:
+    """unsupported_reason's plane rule (Python) says exactly what the loaded kernels accept (C++), for
+    this build's lanes (16 with AVX-512, 8 with AVX2: e.g. 2x4 planes tile only with 8 lanes)."""
+    lanes = kernel_lanes()
+    assert lanes == (16 if native.select_target("spconv").name == "avx512" else 8)
+    conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    for h in range(1, 20):
+        for w in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
+            reason = unsupported_reason(conv, (h, w))
+            assert (reason is None) == kernel_supports(2, 4, h, w, 3), (h, w, reason)
+    assert (unsupported_reason(conv, (2, 4)) is None) == (lanes == 8)
+
+
 def test_gradcheck_linear_float64() -> None:
     x = torch.randn(32, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
@@ -55,7 +77,8 @@ def test_gradcheck_linear_float64() -> None:
 
 
 # Every tiling of csrc/spconv.cpp: rows of one image (W = 32, 64), whole images (W = 16, 8, 4),
-# a partial last tile (N not a multiple of the images per tile), 1x1 and 5x5 kernels.
+# a partial last tile (N not a multiple of the images per tile), 1x1 and 5x5 kernels, lane masks
+# (W < lanes: 4 with AVX-512 and AVX2, 8 with AVX-512), and a 2x4 plane that only AVX2's 8 lanes tile.
 SHAPES = [
     (4, 32, 32, 32, 32, 3),
     (3, 16, 8, 16, 16, 3),
@@ -64,12 +87,15 @@ SHAPES = [
     (2, 4, 6, 8, 64, 3),
     (2, 8, 8, 16, 16, 1),
     (2, 4, 4, 8, 8, 5),
+    (7, 3, 4, 2, 4, 3),
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("n", "c_in", "c_out", "h", "w", "k"), SHAPES)
 def test_matches_masked_dense(n: int, c_in: int, c_out: int, h: int, w: int, k: int, dtype: torch.dtype) -> None:
+    if not kernel_supports(n, c_in, h, w, k):
+        pytest.skip(f"{h}x{w} planes do not tile with {kernel_lanes()} lanes")
     torch.manual_seed(0)
     x = torch.randn(n, c_in, h, w).to(dtype).requires_grad_()
     weight = torch.randn(c_out, c_in, k, k, requires_grad=True)
