@@ -14,7 +14,7 @@ Three sides, same layers, same shapes, same batch (the cpu/paper profiles'), sam
   fp32; channels_last and NCHW), the fastest one per layer (``dense.best_mode``) is the baseline;
   never a weakened one;
 - our kernels (spfde_core.ops.sparse_conv): bf16 NCHW where bf16 is native, else fp32; skipped with
-  the reason where they cannot load (today: AVX-512 only, so not in the AVX2 class);
+  the reason where they cannot load (AVX-512 build in the amx/avx512 classes, AVX2 build in avx2);
 - SparseProp (optional extra, docs/sparse_kernels.md; fp32 NCHW, both vectorisation axes,
   the faster per layer); skipped with the reason where it cannot be imported.
 
@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -288,15 +289,19 @@ def sparseprop_patch(sp: Any, rows: dict[str, dict]) -> Callable[[torch.nn.Modul
     faster axis) when it is at least 80% sparse and was measured faster than the fp32 NCHW dense layer."""
 
     swapped: dict[str, sparseprop_side.GatheredSparseConv] = {}
+    by_shape: dict[tuple, dict] = {}
 
     def patch(net: torch.nn.Module) -> dict:
+        for layer in net.prunable_layers():
+            if layer.name in rows:
+                by_shape.setdefault(shape_key(layer.module), rows[layer.name])
         report: dict[str, Any] = {}
         for layer in net.prunable_layers():  # the names layer_inputs measured under
             name, module = layer.name, layer.module
             mask = getattr(module, MASK_BUFFER, None)
             if mask is None:
                 continue
-            row = rows.get(name)
+            row = rows.get(name) or by_shape.get(shape_key(module))  # --layers: a measured layer of its shape
             reason = sparseprop_side.unsupported_reason(module)
             sparsity = 1.0 - float(mask.float().mean())
             if reason is None and row is None:
@@ -318,6 +323,12 @@ def sparseprop_patch(sp: Any, rows: dict[str, dict]) -> Callable[[torch.nn.Modul
 
     patch.swapped = swapped  # type: ignore[attr-defined]  # read after the run: calls per layer
     return patch
+
+
+def shape_key(module: torch.nn.Module) -> tuple:
+    """Layers of one shape (channels, kernel, stride; in these CIFAR ResNets also one plane size) get
+    one SparseProp decision when only a sample of layers was measured (--layers)."""
+    return (type(module).__name__, tuple(module.weight.shape), getattr(module, "stride", None))
 
 
 def measure_step(model: str, batch: int, batches: int, prepared: str, layers: dict[str, Any], sparsities: list[float],
@@ -350,6 +361,11 @@ def measure_step(model: str, batch: int, batches: int, prepared: str, layers: di
                                  f"train.channels_last={cl}"]  # fmt: skip
                     row[f"ours_{precision}_{layout}"], _ = step_images_per_s(model, batch, overrides, batches, prepared)
                 row["ours_speedup_vs_best_dense"] = max(v for k, v in row.items() if k.startswith("ours_")) / base
+            # what a user gets by default: precision, layout and the per-layer kernel choice all measured
+            # by the trainer itself (the probes' caches start empty: measure() points them at a tmp folder)
+            overrides = [*common, "train.sparse_kernels=auto", "train.precision=auto", "train.channels_last=auto"]
+            row["auto_default"], _ = step_images_per_s(model, batch, overrides, batches, prepared)
+            row["auto_default_speedup_vs_best_dense"] = row["auto_default"] / base
             if sp is None:
                 row["sparseprop"] = "skipped: not available (see sparseprop.skipped)"
             else:
@@ -375,6 +391,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One ISA class: per layer and per step, every model; with this process's environment."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    os.environ["SPFDE_CACHE_DIR"] = tempfile.mkdtemp(prefix="spfde-probe-cache-")  # the probes measure afresh
     repeats, batches = (3, 2) if args.quick else (15, 10)
     sp, sp_status = sparseprop_side.load()
     if sp is not None:
@@ -383,7 +400,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     entry: dict[str, Any] = {"models": {}, "sparseprop": sp_status, "threads": torch.get_num_threads()}
     entry["ours"] = {"skipped": native.unavailable_reason("spconv")} if native.unavailable_reason("spconv") else {}
     models = [(m, args.batch or b) for m, b in MODELS if m in args.models]
-    validation_only = bool(args.quick or args.batch or args.layers)
+    # --layers measures a sample of layers (e.g. one per shape, 'layer*.1.conv1'): the per-layer summaries
+    # are over that sample, the SparseProp step swaps every layer of a measured shape; the steps are whole.
+    validation_only = bool(args.quick or args.batch)
+    entry["layers_selected"] = args.layers or "all"
     with tempfile.TemporaryDirectory() as prepared:
         for model, batch in models:
             model_entry: dict[str, Any] = {"batch_size": batch, "layers": {}}
@@ -402,7 +422,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.step:
                 model_entry["step"] = measure_step(
                     model, batch, batches, prepared, model_entry["layers"], [s for s in args.sparsities if s >= 0.9],
-                    args.schemes, sp, validation_only,
+                    args.step_schemes or args.schemes, sp, validation_only,
                 )  # fmt: skip
             entry["models"][model] = model_entry
     entry["threshold"] = recommend_threshold(entry, args.schemes, args.sparsities)
@@ -461,6 +481,8 @@ def main() -> int:
     parser.add_argument("--schemes", type=lambda t: t.split(","), default=list(SCHEMES))
     parser.add_argument("--batch", type=int, default=None, help="override the profiles' batch (checks only)")
     parser.add_argument("--no-step", dest="step", action="store_false", help="per layer only")
+    parser.add_argument("--step-schemes", type=lambda t: t.split(","), default=None,
+                        help="schemes of the whole-step part (default: --schemes)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (all sides)")
     parser.add_argument("--out", type=Path, default=OUT)
     add_isa_argument(parser)
