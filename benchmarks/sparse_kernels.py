@@ -419,7 +419,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     summary = summarize(rows)
                     model_entry["layers"][key] = {"per_layer": rows, **summary}
                     print(f"{model} {key}: {summary}", flush=True)
-            if args.step:
+            if args.step and (args.step_models is None or model in args.step_models):
                 model_entry["step"] = measure_step(
                     model, batch, batches, prepared, model_entry["layers"], [s for s in args.sparsities if s >= 0.9],
                     args.step_schemes or args.schemes, sp, validation_only,
@@ -481,6 +481,8 @@ def main() -> int:
     parser.add_argument("--schemes", type=lambda t: t.split(","), default=list(SCHEMES))
     parser.add_argument("--batch", type=int, default=None, help="override the profiles' batch (checks only)")
     parser.add_argument("--no-step", dest="step", action="store_false", help="per layer only")
+    parser.add_argument("--step-models", type=lambda t: t.split(","), default=None,
+                        help="models of the whole-step part (default: --models)")  # fmt: skip
     parser.add_argument("--step-schemes", type=lambda t: t.split(","), default=None,
                         help="schemes of the whole-step part (default: --schemes)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (all sides)")
@@ -491,6 +493,8 @@ def main() -> int:
     child += ["--models", ",".join(args.models), "--sparsities", ",".join(map(str, args.sparsities))]
     child += ["--schemes", ",".join(args.schemes)]
     child += [*(["--layers", ",".join(args.layers)] if args.layers else [])]
+    child += [*(["--step-models", ",".join(args.step_models)] if args.step_models else [])]
+    child += [*(["--step-schemes", ",".join(args.step_schemes)] if args.step_schemes else [])]
     child += [
         *(["--batch", str(args.batch)] if args.batch else []),
         *(["--threads", str(args.threads)] if args.threads else []),
