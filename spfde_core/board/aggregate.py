@@ -114,6 +114,21 @@ class Cell:
         return self._mean(lambda d: d["cost"]["training_flops"]["ratio_to_dense"])
 
     @property
+    def til_top1(self) -> list[float]:
+        """Continual runs: per seed, the final task-IL average accuracy (%, ``continual.final_til_avg_acc``)."""
+        return self._values(lambda d: 100.0 * d["continual"]["final_til_avg_acc"])
+
+    @property
+    def til_top1_mean(self) -> float | None:
+        """Mean over seeds of the task-IL accuracy; None unless every seed has one (non-continual cells)."""
+        return self._mean(lambda d: 100.0 * d["continual"]["final_til_avg_acc"])
+
+    @property
+    def til_top1_ci(self) -> tuple[float, float] | None:
+        """95% t-interval of the task-IL mean over seeds, as ``top1_ci``; None for one seed or no task-IL."""
+        return t_interval(self.til_top1) if self.til_top1_mean is not None else None
+
+    @property
     def forgetting(self) -> float | None:
         """Continual runs: mean over seeds of the final average forgetting (%, docs/continual.md); else None."""
         return self._mean(lambda d: 100.0 * d["continual"]["final_forgetting"])

@@ -60,6 +60,10 @@ sha256) + model + epochs; numbers of different protocols are never put in one ce
 - **memory**: SpFDE's training-memory model (weights, activations and their gradients; fp32, batch 64),
   average over training, MiB (`cost.memory.model.avg_bytes`).
 - **wall-clock**: mean minutes per run on the device named in leaderboard.csv (`timing.wall_clock_s`).
+- **task-IL** / **forgetting** (tables of continual-learning runs only, docs/continual.md; blank for a
+  non-continual row there): final task-incremental average accuracy (%, `continual.final_til_avg_acc`), mean
+  and 95% t-interval as top-1, whose number is the run's `continual.setting` (class-IL by default); final
+  class-IL average forgetting (%, `continual.final_forgetting`), mean over seeds.
 - **paper** / **Δ**: the paper-reported value with its source (`reproductions/<name>/paper.csv`) and ours
   minus paper, shown for the `paper` profile only: reduced-budget profiles are not comparable to papers.
 """
@@ -69,9 +73,15 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _mean_ci(value: float | None, ci: tuple[float, float] | None) -> str:
+    """``mean ± half-width of the 95% interval`` (2 decimals); the mean alone for one seed; blank for None."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if ci is None else f"{value:.2f} ± {(ci[1] - ci[0]) / 2:.2f}"
+
+
 def _top1(cell: Cell) -> str:
-    ci = cell.top1_ci
-    return f"{cell.top1_mean:.2f}" if ci is None else f"{cell.top1_mean:.2f} ± {(ci[1] - ci[0]) / 2:.2f}"
+    return _mean_ci(cell.top1_mean, cell.top1_ci)
 
 
 def _n(cell: Cell) -> str:
@@ -237,7 +247,8 @@ def render_markdown(
             for pid in sorted({c.protocol.id for c in group}):
                 rows = []
                 members = [c for c in group if c.protocol.id == pid]
-                # continual-learning runs (docs/continual.md) add their average forgetting; other tables unchanged
+                # continual-learning runs (docs/continual.md) add their task-IL accuracy and average forgetting
+                # (top-1 is the setting's headline, class-IL by default); other tables unchanged
                 continual = any(c.forgetting is not None for c in members)
                 for c in members:
                     pv = paper_top1(c, paper)
@@ -247,7 +258,7 @@ def render_markdown(
                             c.setting_label,
                             _top1(c),
                             _n(c),
-                            *([_f(c.forgetting)] if continual else []),
+                            *([_mean_ci(c.til_top1_mean, c.til_top1_ci), _f(c.forgetting)] if continual else []),
                             pv.shown() if pv and c.protocol.profile == "paper" else "",
                             _f(delta(c, pv)),
                             _f(c.flops_ratio, 3),
@@ -263,7 +274,7 @@ def render_markdown(
                         "setting",
                         "top-1 %",
                         "n",
-                        *(["forgetting %"] if continual else []),
+                        *(["task-IL %", "forgetting %"] if continual else []),
                         "paper",
                         "Δ",
                         "train FLOPs",

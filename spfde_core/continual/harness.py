@@ -10,7 +10,8 @@ num_tasks x epochs-per-task epochs, and this callback, using only the trainer's 
 - ``after_backward``: for tasks t > 0, the rehearsal term (``replay.py``) is back-propagated into the same
   gradients, before any gradient masking (the script calls ``loss.backward()`` on the sum, then masks);
 - ``after_step``: the batch enters the reservoir buffer with the model's unmasked logits;
-- ``on_epoch_end`` of a task's last epoch: per-task class-IL and task-IL accuracy (``metrics.py``).
+- ``on_epoch_end`` of a task's last epoch: per-task class-IL and task-IL accuracy (``metrics.py``), one pass
+  over the test split that the cost meter charges as evaluation FLOPs (an ``eval_pass`` event).
 
 Everything it keeps (buffer, accuracy matrix, counters) is in ``state_dict``, so the trainer's checkpoint
 resumes a run exactly, across task boundaries too.
@@ -110,6 +111,10 @@ class ContinualHarness:
         if epoch_in_task != self.per_task - 1:
             return
         cil, til = per_task_accuracy(state, self.split)
+        # One inference pass over the whole test split, beside the trainer's own evaluation: the meter charges it
+        # as evaluation FLOPs at the live masks (docs/continual.md, "Cost"), never as training.
+        n = int(state.test_loader.num_samples)
+        state.cost_events.append(CostEvent("eval_pass", state.epoch, state.step, samples=n))
         self.acc.append(cil)
         self.til_acc.append(til)
         log = state.epoch_log
@@ -133,7 +138,7 @@ class ContinualHarness:
             "acc_matrix": "row t: every task's accuracy after task t; entries of untrained tasks (j > t) are "
             "informative only (the script leaves 0), no metric reads them",
             "evaluation": "at each task's last epoch (the script evaluates every epoch and overwrites row t: "
-            "the same final row)",
+            "the same final row); one pass over the test split, in cost.evaluation_flops.method_passes",
             "logit_mask": "other tasks' classes at -inf in the current batch's CE only; buffer terms unmasked"
             if self.cfg.mask_other_tasks
             else "off",

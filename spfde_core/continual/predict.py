@@ -1,9 +1,10 @@
-"""What ``spfde cost`` needs to predict a continual run (``cost/predict.py``): samples and replay per epoch.
+"""What ``spfde cost`` needs to predict a continual run (``cost/predict.py``): samples, replay, evaluation per epoch.
 
-The meter charges a continual run's steps on the current task's active samples (DDR removals included) and
-its rehearsal as ``replay_pass`` overheads (docs/continual.md). Predicted here without data: tasks of equal
-size (``num_train // num_tasks``; exact for the CIFAR and Tiny-ImageNet splits), DDR removing its full count
-at each point, and full buffer batches (``min(batch, buffer_size)`` samples) from the second task on.
+The meter charges a continual run's steps on the current task's active samples (DDR removals included), its
+rehearsal as ``replay_pass`` overheads and the harness's per-task evaluation (one pass over the test split at
+each task's last epoch) as ``eval_pass`` evaluation FLOPs (docs/continual.md). Predicted here without data:
+tasks of equal size (``num_train // num_tasks``; exact for the CIFAR and Tiny-ImageNet splits), DDR removing its
+full count at each point, and full buffer batches (``min(batch, buffer_size)`` samples) from the second task on.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ class EpochPlan:
     """Training samples the epoch presents (the current task's active set, batch cap and drop_last applied)."""
     replay: int
     """Buffer samples trained beside them (forward + backward each)."""
+    eval_passes: int = 0
+    """Per-task evaluation passes over the whole test split at the epoch's end (1 at a task's last epoch)."""
 
 
 def continual_plan(cfg: DictConfig, num_train: int) -> list[EpochPlan] | None:
-    """Per epoch, samples and replay samples of a continual run; None when continual learning is off."""
+    """Per epoch, samples, replay samples and per-task evaluation passes of a continual run; None when it is off."""
     if not is_on(cfg):
         return None
     c, t = cfg.continual, cfg.train
@@ -44,7 +47,7 @@ def continual_plan(cfg: DictConfig, num_train: int) -> list[EpochPlan] | None:
         size = max(task_size - count * sum(1 for p in points if p <= local), 0)
         samples = baseline_epoch_samples(size, batch, bool(t.drop_last), t.max_batches_per_epoch)
         replay = math.ceil(samples / batch) * passes * min(batch, int(c.buffer_size)) if task > 0 else 0
-        plan.append(EpochPlan(samples, replay))
+        plan.append(EpochPlan(samples, replay, eval_passes=int(local == per_task - 1)))
     return plan
 
 

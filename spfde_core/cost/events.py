@@ -10,6 +10,9 @@
   dense or live density (SNIP, GraSP).
 - ``replay_pass``: ``samples`` rehearsal-buffer samples trained (forward + backward) at the live masks beside
   the steps' own batches (continual learning's ER / DER / DER++, docs/continual.md).
+- ``eval_pass``: ``samples`` test samples a method evaluates (inference forward at the live masks) beside the
+  trainer's own evaluation; charged as *evaluation* FLOPs, never training (continual learning's per-task
+  evaluation at each task end, docs/continual.md).
 
 Checkpoints hold them as plain dicts (``as_dict`` / ``from_dict``), so ``torch.load(weights_only=True)``
 reads them and checkpoints written before the type existed still resume.
@@ -26,7 +29,7 @@ from typing import Any
 from spfde_core.cost.flops import dense_weight_grad_extra, scoring_flops
 from spfde_core.cost.layers import ModelProfile
 
-KINDS = ("dense_weight_grad", "dense_weight_grad_every_step", "scoring_pass", "replay_pass")
+KINDS = ("dense_weight_grad", "dense_weight_grad_every_step", "scoring_pass", "replay_pass", "eval_pass")
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class CostEvent:
     layers: list[str] | None = None
     """dense_weight_grad: the layers whose weight gradient is dense; None = every conv/linear."""
     samples: int | None = None
-    """scoring_pass: samples scored; replay_pass: buffer samples trained; dense_weight_grad: batch size when charged
-    outside its step."""
+    """scoring_pass: samples scored; replay_pass: buffer samples trained; eval_pass: test samples evaluated;
+    dense_weight_grad: batch size when charged outside its step."""
     passes: dict[str, int] | None = None
     """scoring_pass / replay_pass: ``{"forward": f, "backward": b, "hvp": h}`` per sample."""
     density: str | None = None

@@ -15,7 +15,8 @@ with nothing frozen, F(d, k) = per-sample FLOPs at densities d with k blocks fro
 
 So baseline - sieving - freezing - sparsity = the FLOPs of the steps taken, exactly (integers).
 Method overheads (``state.cost_events``, typed ``CostEvent`` s: ``events.py``) are charged on top,
-evaluation passes separately.
+evaluation passes separately: the trainer's (each epoch with ``test_acc``) and a method's own ``eval_pass``
+events (continual learning's per-task evaluation), both at the live masks, never in the training total.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ _TOTAL_KEYS = (
     "eval_flops",
     "eval_samples",
     "eval_passes",
+    "eval_extra_flops",
+    "eval_extra_samples",
+    "eval_extra_passes",
     "events_done",
     "epochs",
     "memory_steps",
@@ -167,7 +171,7 @@ class CostMeter:
             torch.cuda.reset_peak_memory_stats(state.device)
 
     def on_epoch_start(self, state: Any) -> None:
-        self._epoch = {"samples": 0, "train": 0, "overhead": 0}
+        self._epoch = {"samples": 0, "train": 0, "overhead": 0, "eval": 0}
 
     def on_batch_start(self, state: Any, batch: Any) -> None:
         # Feature cache (docs/freezing.md): a batch of cached maps skips the frozen prefix's forward;
@@ -234,11 +238,12 @@ class CostMeter:
         t["baseline_samples"] += baseline
         t["baseline_flops"] += baseline * self.dense_sample_flops
         t["saving_sieving"] += (baseline - self._epoch.get("samples", 0)) * self.dense_sample_flops
-        eval_flops = 0
+        eval_flops = self._epoch.get("eval", 0)  # the methods' eval_pass events of this epoch
         if "test_acc" in state.epoch_log:
             n = int(state.test_loader.num_samples)
-            eval_flops = n * self._costs(*self._live.read())["eval"]
-            t["eval_flops"] += eval_flops
+            trainer_eval = n * self._costs(*self._live.read())["eval"]
+            eval_flops += trainer_eval
+            t["eval_flops"] += trainer_eval
             t["eval_samples"] += n
             t["eval_passes"] += 1
         train, overhead = self._epoch.get("train", 0), self._epoch.get("overhead", 0)
@@ -296,11 +301,14 @@ class CostMeter:
                 "ratio_steps_only": steps.total / baseline if baseline else None,
             },
             "conv_linear_macs": macs.as_dict(),
-            "evaluation_flops": {
-                "total": t["eval_flops"],
-                "passes": t["eval_passes"],
-                "samples": t["eval_samples"],
-            },
+            "evaluation_flops": evaluation_block(
+                t["eval_flops"],
+                t["eval_passes"],
+                t["eval_samples"],
+                t["eval_extra_flops"],
+                t["eval_extra_passes"],
+                t["eval_extra_samples"],
+            ),
             "samples": {
                 "full_dataset": self.num_train,
                 "presented": t["samples"],
@@ -391,14 +399,32 @@ class CostMeter:
         cur = self._current or self._costs(*self._live.read())
         for event in events[self.totals["events_done"] :]:
             event = CostEvent.coerce(event)
-            flops = self._event_flops(state, event, cur, step_samples)
-            dense = event.kind.startswith("dense_weight_grad")
-            key = "overhead_dense_weight_grad" if dense else "overhead_scoring"
-            key = "overhead_replay" if event.kind == "replay_pass" else key
-            self.totals[key] += flops
-            if self._epoch:
-                self._epoch["overhead"] = self._epoch.get("overhead", 0) + flops
+            if event.kind == "eval_pass":  # evaluation, not training: kept out of the overheads
+                self._charge_eval_pass(event)
+            else:
+                flops = self._event_flops(state, event, cur, step_samples)
+                dense = event.kind.startswith("dense_weight_grad")
+                key = "overhead_dense_weight_grad" if dense else "overhead_scoring"
+                key = "overhead_replay" if event.kind == "replay_pass" else key
+                self.totals[key] += flops
+                if self._epoch:
+                    self._epoch["overhead"] = self._epoch.get("overhead", 0) + flops
             self.totals["events_done"] += 1
+
+    def _charge_eval_pass(self, event: CostEvent) -> None:
+        """A method's own evaluation pass: evaluation FLOPs (inference forward, BN in eval mode) at the live masks.
+
+        Read now, not at the last step's start (``self._current``): the pass ran after the epoch's steps, like the
+        trainer's evaluation, which this charges the same way (docs/cost.md, "Evaluation").
+        """
+        n = int(event.samples or 0)
+        flops = n * self._costs(*self._live.read())["eval"]
+        t = self.totals
+        t["eval_extra_flops"] += flops
+        t["eval_extra_samples"] += n
+        t["eval_extra_passes"] += 1
+        if self._epoch:
+            self._epoch["eval"] = self._epoch.get("eval", 0) + flops
 
     def _event_flops(self, state: Any, event: CostEvent, cur: dict[str, Any], step_samples: int | None) -> int:
         kind = event.kind
@@ -414,6 +440,25 @@ class CostMeter:
         # scoring_pass, replay_pass (at the live masks: density None)
         counts = None if event.density == "dense" else cur["active"]
         return int(event.samples or 0) * scoring_flops(self.profile, counts, event.passes or {})
+
+
+def evaluation_block(
+    flops: int, passes: int, samples: int, extra_flops: int = 0, extra_passes: int = 0, extra_samples: int = 0
+) -> dict[str, Any]:
+    """The record's ``evaluation_flops``: the trainer's passes plus the methods' ``eval_pass`` events.
+
+    ``total`` / ``passes`` / ``samples`` count both; ``method_passes`` (continual learning's per-task evaluation,
+    docs/continual.md) splits the methods' share out and is absent when there is none, so records of ordinary
+    runs keep their form. ``spfde cost`` builds its prediction with this function too (``predict.py``).
+    """
+    block: dict[str, Any] = {
+        "total": flops + extra_flops,
+        "passes": passes + extra_passes,
+        "samples": samples + extra_samples,
+    }
+    if extra_passes:
+        block["method_passes"] = {"total": extra_flops, "passes": extra_passes, "samples": extra_samples}
+    return block
 
 
 def flops_ratio(record: dict[str, Any]) -> float | None:

@@ -23,7 +23,8 @@ file (``sparsity/config.py``: ``SparseConfig.predicted_sparsities`` and ``predic
   cache itself lives in host memory or on disk: its bytes are reported apart);
 - sieving methods other than ``none`` are not modelled (counted as full data; the report says so);
 - continual learning (``continual.name``, docs/continual.md): per epoch the current task's samples (DDR's
-  removals applied) and the rehearsal passes, charged as the meter charges its ``replay_pass`` events
+  removals applied) and the rehearsal passes, charged as the meter charges its ``replay_pass`` events, and
+  the per-task evaluation passes at task ends, charged as its ``eval_pass`` events (evaluation FLOPs)
   (``continual/predict.py``); a method with a ``task_epochs`` field left null (``sparcl_tdm``) gets the run's
   epochs per task, so its schedule restarts with every task as in training.
 
@@ -45,7 +46,7 @@ from spfde_core.cost.events import Overheads, RunShape
 from spfde_core.cost.flops import Split, op_flops, op_macs, prefix_forward, sample_flops, scoring_flops, total
 from spfde_core.cost.layers import ModelProfile, profile_model
 from spfde_core.cost.memory import SPARSE_FORMAT, memory_model
-from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, input_shape_of
+from spfde_core.cost.meter import SAVING_ORDER, baseline_epoch_samples, evaluation_block, input_shape_of
 from spfde_core.data import get_dataset_info
 from spfde_core.models import build_model
 
@@ -196,6 +197,7 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
     op_totals = [Split() for _ in profile.ops]
     macs = Split(unit="MACs")
     eval_total = eval_passes = saving_freezing = 0
+    extra_eval = extra_passes = 0  # the methods' own evaluation passes (continual: per task), as eval_pass events
     memories = []
     for epoch, active in enumerate(actives):
         c = costs(active, frozen[epoch], skips[epoch])
@@ -206,6 +208,9 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
         if (epoch + 1) % int(t.eval_every_epochs) == 0 or epoch + 1 == epochs:
             eval_total += num_test * c["eval"]
             eval_passes += 1
+        if plan and plan[epoch].eval_passes:  # at the epoch's masks: the meter reads them after the last step
+            extra_eval += plan[epoch].eval_passes * num_test * c["eval"]
+            extra_passes += plan[epoch].eval_passes
         memories.append(c["memory"])
     steps = sum(op_totals, Split())
     baseline = epochs * per_epoch * dense
@@ -256,7 +261,9 @@ def predict_cost(cfg: DictConfig, memory_batch_size: int = 64) -> CostReport:
             "ratio_steps_only": steps.total / baseline if baseline else None,
         },
         conv_linear_macs=macs.as_dict(),
-        evaluation_flops={"total": eval_total, "passes": eval_passes, "samples": eval_passes * num_test},
+        evaluation_flops=evaluation_block(
+            eval_total, eval_passes, eval_passes * num_test, extra_eval, extra_passes, extra_passes * num_test
+        ),
         samples={
             "full_dataset": num_train,
             "per_epoch": per_epoch,
@@ -408,7 +415,13 @@ def format_cost_table(report: CostReport) -> str:
         f"training FLOPs (x) {ratio:.4f}" if ratio is not None else "training FLOPs (x) -",
         f"conv/linear MACs   {_si(report.conv_linear_macs['total'], 'MACs')}",
         f"evaluation         {_si(report.evaluation_flops['total'], 'FLOPs')}  ({report.evaluation_flops['passes']} "
-        f"passes, not in the training total)",
+        f"passes"
+        + (
+            f", {report.evaluation_flops['method_passes']['passes']} of them a method's own"
+            if "method_passes" in report.evaluation_flops
+            else ""
+        )
+        + ", not in the training total)",
         f"memory model       min {_si(mem['min_bytes'], 'B')}, avg {_si(mem['avg_bytes'], 'B')}, max "
         f"{_si(mem['max_bytes'], 'B')} (fp32, batch {mem['batch_size']}; dense {_si(mem['dense_bytes'], 'B')}; "
         f"sparse weights: {mem['sparse_format']})",

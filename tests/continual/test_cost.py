@@ -1,4 +1,5 @@
-"""The continual cost block: replay passes charged, dense DER++ is its own baseline, DGM's skippable share."""
+"""The continual cost block: replay passes charged, dense DER++ is its own baseline, DGM's skippable share; the
+per-task evaluation passes charged as evaluation FLOPs, never training (docs/continual.md, "Cost")."""
 
 from __future__ import annotations
 
@@ -32,6 +33,25 @@ def test_dense_derpp_costs_exactly_its_baseline_and_replay_is_charged(cl_overrid
     # no TDM: DGM masks the layers TDM would make sparse, and the record says so (the script would mask none)
     assert record["continual_dgm"]["choices"]["layers"].startswith("the model's default sparse layers")
     assert record["continual"]["choices"]["replay_loss"].startswith("alpha x DER's MSE")
+
+
+def test_per_task_evaluation_is_charged_as_evaluation_flops(cl_overrides) -> None:
+    """One pass over the 100 test images at each of the 5 task ends, at the dense model's inference cost."""
+    record = run_training(load_config(cl_overrides))
+    cost = record["cost"]
+    ev = cost["evaluation_flops"]
+    per_task = ev["method_passes"]
+    assert per_task["passes"] == 5 and per_task["samples"] == 5 * 100
+    trainer_passes = ev["passes"] - per_task["passes"]
+    assert trainer_passes >= 1 and ev["samples"] == (trainer_passes + 5) * 100
+    # dense model: every evaluated sample, the trainer's or the harness's, costs the same inference forward
+    per_sample = per_task["total"] // per_task["samples"]
+    assert per_task["total"] == per_task["samples"] * per_sample > 0
+    assert ev["total"] == ev["samples"] * per_sample
+    # evaluation stays out of the training FLOPs: steps + replay, nothing else
+    tf = cost["training_flops"]
+    assert tf["overheads"]["total"] == tf["overheads"]["replay_passes"]
+    assert tf["total"] == tf["steps"]["total"] + tf["overheads"]["replay_passes"]
 
 
 def test_ddr_and_tdm_lower_the_ratio(cl_overrides) -> None:
@@ -80,6 +100,9 @@ def test_spfde_cost_predicts_what_the_meter_charges(cl_overrides, method: str) -
     assert ptf["overheads"] == tf["overheads"] and tf["overheads"]["replay_passes"] > 0
     assert ptf["total"] == tf["total"] and ptf["baseline_dense_full_data"] == tf["baseline_dense_full_data"]
     assert predicted.samples["presented"] == measured["samples"]["presented"] == 5 * (64 + 32)
+    # evaluation: the trainer's passes and the harness's 5 per-task passes (at TDM's masks of each task's end)
+    assert predicted.evaluation_flops == measured["evaluation_flops"]
+    assert measured["evaluation_flops"]["method_passes"]["passes"] == 5
 
 
 def test_a_buffer_smaller_than_a_batch_is_its_own_baseline_too(cl_overrides) -> None:
