@@ -16,17 +16,14 @@ backward passes); it runs inside ``torch.random.fork_rng`` so the run's random s
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from spfde_core import atomic
+from spfde_core import machine_cache
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +35,7 @@ PROBE_MAX_BATCH = 64
 
 def cache_path() -> Path:
     """``$SPFDE_CACHE_DIR/channels_last.json``, default ``~/.cache/spfde/channels_last.json``."""
-    root = os.environ.get("SPFDE_CACHE_DIR") or Path.home() / ".cache" / "spfde"
-    return Path(root) / "channels_last.json"
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        cache = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:  # a damaged cache only costs a new measurement
-        log.warning("ignoring unreadable layout cache %s (%s); measuring again", path, err)
-        return {}
-    return cache if isinstance(cache, dict) else {}
+    return machine_cache.path("channels_last.json")
 
 
 def _step_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, bf16: bool) -> float:
@@ -86,18 +71,9 @@ def measure(
 def cached_choice(key: str, probe: Callable[[], dict[str, float]]) -> tuple[bool, str]:
     """(channels_last, reason) for ``key``: from the cache, else from ``probe()``, then cached."""
     path = cache_path()
-    entry = _read_cache(path).get(key)
-    source = "cached measurement"
-    if not (isinstance(entry, dict) and {"nchw", "channels_last"} <= entry.keys()):
-        entry = probe()
-        source = "measured now"
-        cache = _read_cache(path)  # re-read: another run may have written meanwhile
-        cache[key] = entry
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
-        except OSError as err:  # read-only home: measure again next time
-            log.warning("could not cache the layout measurement in %s (%s)", path, err)
+    valid = lambda e: isinstance(e, dict) and {"nchw", "channels_last"} <= e.keys()  # noqa: E731
+    entry, cached = machine_cache.lookup_or_measure(path, key, valid, probe, "layout")
+    source = "cached measurement" if cached else "measured now"
     nchw, cl = entry["nchw"], entry["channels_last"]
     faster = cl < nchw
     reason = (

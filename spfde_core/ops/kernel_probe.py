@@ -18,10 +18,8 @@ decides alone (no collective inside a forward); both paths agree to float tolera
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spfde_core import atomic, hardware, provenance
+from spfde_core import hardware, machine_cache, provenance
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +47,7 @@ _warned: set[tuple[str, str]] = set()
 
 def cache_path() -> Path:
     """``$SPFDE_CACHE_DIR/sparse_kernels.json``, default ``~/.cache/spfde/sparse_kernels.json``."""
-    root = os.environ.get("SPFDE_CACHE_DIR") or Path.home() / ".cache" / "spfde"
-    return Path(root) / CACHE_FILE
+    return machine_cache.path(CACHE_FILE)
 
 
 def machine_key() -> str:
@@ -207,28 +204,6 @@ def measure(
     return {path: min(t) for path, t in times.items()}
 
 
-def _warn_once(kind: str, path: Path, message: str, *args: Any) -> None:
-    if (kind, str(path)) not in _warned:
-        _warned.add((kind, str(path)))
-        log.warning(message, *args)
-
-
-def _read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
-    try:
-        cache = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:  # a damaged cache only costs a new measurement
-        if warn:
-            log.warning("ignoring unreadable sparse-kernel cache %s (%s); measuring again", path, err)
-        return {}
-    if not isinstance(cache, dict):
-        if warn:
-            log.warning("ignoring sparse-kernel cache %s (not a JSON object); measuring again", path)
-        return {}
-    return cache
-
-
 def _valid(entry: Any) -> bool:
     return isinstance(entry, dict) and all(
         isinstance(entry.get(p), (int, float)) and math.isfinite(entry[p]) and entry[p] >= 0 for p in PATHS
@@ -237,17 +212,6 @@ def _valid(entry: Any) -> bool:
 
 def decide(key: LayerKey, probe: Callable[[], dict[str, float]]) -> Decision:
     """The decision for ``key`` on this machine: from the cache, else from ``probe()`` (then cached)."""
-    path = cache_path()
     full_key = f"{machine_key()} | {key.text()}"
-    entry = _read_cache(path).get(full_key)
-    cached = _valid(entry)
-    if not cached:
-        entry = probe()
-        cache = _read_cache(path, warn=False)  # re-read: another run (or rank) may have written meanwhile
-        cache[full_key] = entry
-        try:
-            atomic.write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
-        except OSError as err:  # read-only home: this process keeps its decisions, the next one measures again
-            _warn_once("write", path, "could not cache the sparse-kernel measurement in %s (%s)", path, err)
-    assert isinstance(entry, dict)
+    entry, cached = machine_cache.lookup_or_measure(cache_path(), full_key, _valid, probe, "sparse-kernel")
     return Decision(entry["sparse"] < entry["masked"], float(entry["masked"]), float(entry["sparse"]), cached)
