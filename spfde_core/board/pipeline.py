@@ -243,8 +243,9 @@ def unlocked_runs(repo: Path, runs: dict[str, dict[str, str]]) -> list[str]:
     return sorted(k for k in done if f"train@{k}" not in locked)
 
 
-def estimate_run_s(repo: Path, profile: str) -> tuple[float | None, int, str]:
-    """(mean wall-clock seconds of one run, number of records it is from, where they were measured).
+def estimate_run_s(repo: Path, profile: str) -> tuple[float | None, int, str, float | None]:
+    """(mean wall-clock seconds of one run, number of records it is from, where they were measured, their mean
+    ``train.epochs`` or None where a record does not say).
 
     From the records of ``profile`` under results/runs measured on this machine's CPU model, else from
     all records of ``profile`` (said so); None when there is none. Methods differ in cost (SpFDE runs are
@@ -252,22 +253,38 @@ def estimate_run_s(repo: Path, profile: str) -> tuple[float | None, int, str]:
     """
     from spfde_core.provenance import cpu_model
 
-    times: list[tuple[float, str]] = []
+    times: list[tuple[float, str, float | None]] = []
     for path in sorted((Path(repo) / "results" / "runs").glob("*/*/*/metrics.json")):
         try:
             record = json.loads(path.read_text())  # a broken record is simply not used
             if record["run"]["profile"] == profile:
-                times.append((float(record["timing"]["wall_clock_s"]), record["provenance"]["device"]["name"]))
+                epochs = (record.get("config") or {}).get("train", {}).get("epochs")
+                device = record["provenance"]["device"]["name"]
+                times.append((float(record["timing"]["wall_clock_s"]), device, float(epochs) if epochs else None))
         except Exception:  # noqa: BLE001, S112 - an estimate skips what it cannot read
             continue
     here = cpu_model()
-    local = [t for t, device in times if device == here]
-    if local:
-        return sum(local) / len(local), len(local), f"on this machine's CPU ({here})"
-    if times:
-        devices = sorted({d for _, d in times})
-        return sum(t for t, _ in times) / len(times), len(times), f"on {', '.join(devices)}, not this machine"
-    return None, 0, ""
+    local = [t for t in times if t[1] == here]
+    used, where = (local, f"on this machine's CPU ({here})") if local else (times, "")
+    if not used:
+        return None, 0, "", None
+    if not local:
+        where = f"on {', '.join(sorted({d for _, d, _ in times}))}, not this machine"
+    epochs = [e for _, _, e in used]
+    mean_epochs = sum(epochs) / len(epochs) if None not in epochs else None  # type: ignore[arg-type]
+    return sum(t for t, _, _ in used) / len(used), len(used), where, mean_epochs
+
+
+def planned_epochs(args: str) -> int | None:
+    """The ``train.epochs=N`` a plan item's arguments set (the last one wins, as in Hydra), else None."""
+    found = None
+    for arg in args.split():
+        if arg.startswith("train.epochs="):
+            try:
+                found = int(arg.split("=", 1)[1])
+            except ValueError:
+                found = None
+    return found
 
 
 def _duration(seconds: float) -> str:
@@ -281,13 +298,22 @@ def _duration(seconds: float) -> str:
 def pending_summary(repo: Path, keys: list[str], profile: str, starter: str) -> str:
     """What ``starter`` (e.g. ``dvc repro``) is about to train: how many runs, the estimated time, the
     way out (rebuild only the leaderboard; plan only the recorded runs)."""
-    mean_s, n, where = estimate_run_s(repo, profile)
+    mean_s, n, where, mean_epochs = estimate_run_s(repo, profile)
     if mean_s is None:
         eta = f"no estimate of the time: no {profile}-profile record yet"
     else:
+        try:
+            args = {k: item.get("args", "") for k, item in (read_params(repo).get("runs") or {}).items()}
+        except Exception:  # noqa: BLE001 - no readable plan: every run counts as a typical one
+            args = {}
+        epochs = [planned_epochs(args.get(k, "")) for k in keys]
+        scaled = mean_epochs is not None and any(e is not None and e != mean_epochs for e in epochs)
+        # a 60-epoch run takes about twice a 30-epoch one: scale by the planned epochs where known
+        total = sum(mean_s * (e / mean_epochs if scaled and e is not None else 1.0) for e in epochs)
+        scale_note = f", scaled by each run's train.epochs against their {mean_epochs:.0f}" if scaled else ""
         eta = (
-            f"about {_duration(mean_s * len(keys))} one at a time (estimate: mean wall-clock "
-            f"{_duration(mean_s)} per run of {n} {profile}-profile record(s) {where})"
+            f"about {_duration(total)} one at a time (estimate: mean wall-clock "
+            f"{_duration(mean_s)} per run of {n} {profile}-profile record(s) {where}{scale_note})"
         )
     return (
         f"{starter} is about to train {len(keys)} planned run(s) without a record (e.g. {keys[0]}): {eta}.\n"

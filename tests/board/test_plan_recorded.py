@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS = ["spfde_neurips22/cpu-t2-dense-ref", "spfde_neurips22/cpu-t2-mest-s90"]  # 2 rows x 3 seeds
 
 
-def _record(repo: Path, key: str, wall_clock_s: float = 1200.0, device: str | None = None) -> None:
+def _record(
+    repo: Path, key: str, wall_clock_s: float = 1200.0, device: str | None = None, epochs: int | None = None
+) -> None:
     """A stand-in record (only what the plan and the estimate read) at the path of the spec run ``key``."""
     run = next(r for s in load_specs(repo / "reproductions").values() for r in s.runs("cpu") if r.key == key)
     path = record_file(repo, run)
@@ -31,6 +33,8 @@ def _record(repo: Path, key: str, wall_clock_s: float = 1200.0, device: str | No
         "timing": {"wall_clock_s": wall_clock_s},
         "provenance": {"device": {"name": device or cpu_model()}},
     }
+    if epochs is not None:
+        record["config"] = {"train": {"epochs": epochs}}
     path.write_text(json.dumps(record))
 
 
@@ -100,6 +104,21 @@ def test_estimate_without_records_of_this_machine_says_where_they_ran(repo: Path
     assert main(["board", "--repo", str(repo), "plan", "--check"]) == 0
     out = capsys.readouterr().out
     assert "about 5.0 h one at a time" in out and "1 cpu-profile record(s) on a faster CPU, not this machine" in out
+
+
+def test_estimate_scales_with_the_planned_epochs(repo: Path, capsys) -> None:
+    """The budget rows (train.epochs=60) take about twice the 30-epoch records' time each (issue 18)."""
+    _record(repo, "spfde_neurips22-cpu-t2-mest-s90-seed0", wall_clock_s=1800.0, epochs=30)
+    budget = ["spfde_neurips22/cpu-budget-mest-s90", "spfde_neurips22/cpu-budget-spfde_20_20-s90"]
+    write_plan(repo, "cpu", only=budget, include_missing=True)  # 6 runs of 60 epochs, none recorded
+    assert main(["board", "--repo", str(repo), "plan", "--check"]) == 0
+    out = capsys.readouterr().out
+    # 6 runs x 30 min x 60/30 = 6.0 h (unscaled it would say 3.0 h)
+    assert "about 6.0 h one at a time" in out and "scaled by each run's train.epochs against their 30" in out
+    write_plan(repo, "cpu", only=[ROWS[1]], include_missing=True)  # profile-default epochs: not scaled
+    assert main(["board", "--repo", str(repo), "plan", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "about 1.0 h one at a time" in out and "scaled" not in out
 
 
 def test_the_committed_plan_retrains_nothing() -> None:
