@@ -243,18 +243,24 @@ def unlocked_runs(repo: Path, runs: dict[str, dict[str, str]]) -> list[str]:
     return sorted(k for k in done if f"train@{k}" not in locked)
 
 
-def estimate_run_s(repo: Path, profile: str) -> tuple[float | None, int, str, float | None]:
+def estimate_run_s(
+    repo: Path, profile: str, reproductions: set[str] | None = None
+) -> tuple[float | None, int, str, float | None]:
     """(mean wall-clock seconds of one run, number of records it is from, where they were measured, their mean
     ``train.epochs`` or None where a record does not say).
 
     From the records of ``profile`` under results/runs measured on this machine's CPU model, else from
-    all records of ``profile`` (said so); None when there is none. Methods differ in cost (SpFDE runs are
-    cheaper than dense ones), so this is an estimate of the order of magnitude, not a schedule.
+    all records of ``profile`` (said so); None when there is none. Only the records of ``reproductions``
+    count where they have any (a SparCL run costs differently from a SpFDE one). Methods differ in cost
+    (SpFDE runs are cheaper than dense ones), so this is an estimate of the order of magnitude, not a schedule.
     """
     from spfde_core.provenance import cpu_model
 
+    paths = sorted((Path(repo) / "results" / "runs").glob("*/*/*/metrics.json"))
+    if reproductions and any(p.parts[-4] in reproductions for p in paths):
+        paths = [p for p in paths if p.parts[-4] in reproductions]
     times: list[tuple[float, str, float | None]] = []
-    for path in sorted((Path(repo) / "results" / "runs").glob("*/*/*/metrics.json")):
+    for path in paths:
         try:
             record = json.loads(path.read_text())  # a broken record is simply not used
             if record["run"]["profile"] == profile:
@@ -298,14 +304,16 @@ def _duration(seconds: float) -> str:
 def pending_summary(repo: Path, keys: list[str], profile: str, starter: str) -> str:
     """What ``starter`` (e.g. ``dvc repro``) is about to train: how many runs, the estimated time, the
     way out (rebuild only the leaderboard; plan only the recorded runs)."""
-    mean_s, n, where, mean_epochs = estimate_run_s(repo, profile)
+    try:
+        args = {k: item.get("args", "") for k, item in (read_params(repo).get("runs") or {}).items()}
+    except Exception:  # noqa: BLE001 - no readable plan: every run counts as a typical one
+        args = {}
+    prefix = "run.reproduction="
+    reproductions = {a[len(prefix) :] for k in keys for a in args.get(k, "").split() if a.startswith(prefix)}
+    mean_s, n, where, mean_epochs = estimate_run_s(repo, profile, reproductions)
     if mean_s is None:
         eta = f"no estimate of the time: no {profile}-profile record yet"
     else:
-        try:
-            args = {k: item.get("args", "") for k, item in (read_params(repo).get("runs") or {}).items()}
-        except Exception:  # noqa: BLE001 - no readable plan: every run counts as a typical one
-            args = {}
         epochs = [planned_epochs(args.get(k, "")) for k in keys]
         scaled = mean_epochs is not None and any(e is not None and e != mean_epochs for e in epochs)
         # a 60-epoch run takes about twice a 30-epoch one: scale by the planned epochs where known

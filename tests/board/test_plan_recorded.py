@@ -121,6 +121,19 @@ def test_estimate_scales_with_the_planned_epochs(repo: Path, capsys) -> None:
     assert "about 1.0 h one at a time" in out and "scaled" not in out
 
 
+def test_estimate_prefers_records_of_the_planned_reproduction(repo: Path, capsys) -> None:
+    """A SparCL run costs differently from a SpFDE one: its own reproduction's records set the estimate."""
+    _record(repo, "spfde_neurips22-cpu-t2-mest-s90-seed0", wall_clock_s=3600.0)
+    write_plan(repo, "cpu", only=["spfde_neurips22/cpu-t2-mest-s90"], include_missing=True)
+    assert main(["board", "--repo", str(repo), "plan", "--check"]) == 0
+    assert "about 2.0 h one at a time" in capsys.readouterr().out  # 2 missing x 60 min
+    _record(repo, "sparcl_neurips22-cpu-main-sparcl-s75-seed0", wall_clock_s=1200.0)
+    write_plan(repo, "cpu", only=["sparcl_neurips22/cpu-main-sparcl-s75"], include_missing=True)
+    assert main(["board", "--repo", str(repo), "plan", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "about 40 min one at a time" in out and "20 min per run of 1 cpu-profile record(s)" in out
+
+
 def test_the_committed_plan_retrains_nothing() -> None:
     """params.yaml holds only runs whose records are committed, each recorded in dvc.lock (a fresh clone's
     `dvc repro` prepares the data, same hash, and trains nothing); a new plan reruns the prepare guard."""
