@@ -17,7 +17,8 @@ ONEDNN_MAX_CPU_ISA=AVX2 emulation, our kernels built for AVX2):
   ``epochs x (reference median - auto median)``, i.e. the time the auto run would have taken on the
   masked path minus what it took (0 when no layer ran on the kernels: the measured difference is
   then only the machine's noise, reported as such with each run's range of epoch times); the probe's
-  own cost lands in the auto run's first epoch and is reported apart (first epoch minus median). Per layer, which path ran how often and the probe's times.
+  own cost lands in the auto run's first epoch and is reported apart (first epoch minus median).
+  Per layer, which path ran how often and the probe's times.
 
 Run:  python benchmarks/sparse_kernel_runs.py run --isa native --pin 1
       python benchmarks/sparse_kernel_runs.py run --isa avx2 --pin 1
