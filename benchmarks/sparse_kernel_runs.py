@@ -25,8 +25,10 @@ Run:  python benchmarks/sparse_kernel_runs.py run --isa native --pin 1
       python benchmarks/sparse_kernel_runs.py summarise
 Writes results/benchmarks/sparse_kernel_runs.json keyed by ISA class.
 
-Last measured: see results/benchmarks/sparse_kernel_runs.json and docs/sparse_kernels.md ("A training
-run's wall-clock"); the numbers of 2026-11-30/12-01 are quoted there with the machine's load.
+Last measured: 2026-11-30 / 12-01, 2-core Intel Xeon (AMX), torch 2.14.1, one pinned thread, the other
+core training; n = 1 seed per class. avx2 (emulated): auto 178.2 s vs masked 258.6 s a median epoch,
+2,413 s (31%) of training saved over 30 epochs, 16 of 18 convolutions on the kernels. amx: 0 kernel
+calls (every layer measured faster masked), nothing saved. Details: docs/sparse_kernels.md.
 """
 
 from __future__ import annotations
