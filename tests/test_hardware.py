@@ -95,6 +95,19 @@ def test_layout_probe_keeps_the_faster_layout_measures_once_and_survives_a_damag
     assert json.loads(layout_probe.cache_path().read_text())["model A"]["nchw"] == 1.0
 
 
+def test_layout_probe_counts_each_layout_with_its_faster_variant(tmp_path, monkeypatch) -> None:
+    """A sparse run's layout: the kernels faster in NCHW beat a faster dense channels_last (issue 19)."""
+    from spfde_core import layout_probe
+
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
+    kernels_win = {"nchw": 2.0, "channels_last": 1.0, "nchw+kernels": 0.5, "channels_last+kernels": 1.5}
+    channels_last, reason = layout_probe.cached_choice("sparse A", lambda: kernels_win)
+    assert channels_last is False
+    assert "1000 ms in channels_last, 500 ms in NCHW" in reason and "sparse kernels 1500 / 500 ms" in reason
+    kernels_lose = {"nchw": 2.0, "channels_last": 1.0, "nchw+kernels": 3.0, "channels_last+kernels": 4.0}
+    assert layout_probe.cached_choice("sparse B", lambda: kernels_lose)[0] is True
+
+
 def test_layout_probe_times_both_layouts_without_touching_the_random_stream() -> None:
     from spfde_core import layout_probe
 

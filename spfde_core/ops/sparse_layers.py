@@ -273,6 +273,34 @@ class SparseKernels:
         }
 
 
+def install_for_layout_probe(
+    model: Any, targets: dict[str, float], min_sparsity: float, seed: int = 0
+) -> list[SparseLayerKernel]:
+    """Make ``model`` look like a sparse run to the layout probe (spfde_core.layout_probe).
+
+    ``model`` is a zoo model (``prunable_layers()``). Each layer of ``targets`` (name -> sparsity, as
+    the run's distribution gives them) at or above
+    ``min_sparsity`` gets a random unstructured mask at its sparsity (its weights masked) and the sparse
+    kernels as its forward, unmeasured (``on``); layers below the floor stay dense, which costs what
+    their masked dense path costs. The kernels stay installed for the model's lifetime.
+    """
+    modules = {layer.name: layer.module for layer in model.prunable_layers()}  # names as the distributions give
+    generator = torch.Generator().manual_seed(seed)
+    kernels = []
+    for name, sparsity in targets.items():
+        if sparsity < min_sparsity:
+            continue
+        module = modules[name]
+        numel = module.weight.numel()
+        mask = torch.zeros(numel, dtype=torch.bool)
+        mask[torch.randperm(numel, generator=generator)[: round((1 - sparsity) * numel)]] = True
+        module.register_buffer(MASK_BUFFER, mask.view_as(module.weight).to(module.weight.device))
+        with torch.no_grad():
+            module.weight.mul_(getattr(module, MASK_BUFFER))
+        kernels.append(SparseLayerKernel(name, module, min_sparsity))
+    return kernels
+
+
 def attach_sparse_kernels(methods: Sequence[Any], cfg: Any, device: torch.device) -> list[SparseKernels]:
     """The SparseKernels callback for the run's sparsity engines ([] when off or without sparse layers).
 

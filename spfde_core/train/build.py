@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,29 +70,61 @@ def layout_key(cfg: DictConfig, precision: str) -> str:
     info = get_dataset_info(cfg.data.name)
     batch = min(int(cfg.train.batch_size), layout_probe.PROBE_MAX_BATCH)
     isa = hardware.cpu_isa()
-    return " | ".join(
-        [
-            provenance.cpu_model(),
-            f"{isa.isa_class} ({isa.capability}, oneDNN cap {isa.onednn_max_isa})",
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-            f"{cfg.model.name} width {cfg.model.width}, {info.num_classes} classes",
-            f"batch {batch} x {info.image_size}px, {precision}",
-        ]
-    )
+    parts = [
+        provenance.cpu_model(),
+        f"{isa.isa_class} ({isa.capability}, oneDNN cap {isa.onednn_max_isa})",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"{cfg.model.name} width {cfg.model.width}, {info.num_classes} classes",
+        f"batch {batch} x {info.image_size}px, {precision}",
+    ]
+    kernels = _kernel_sparsifier(cfg)
+    return " | ".join(parts + [kernels[0]] if kernels else parts)
+
+
+def _kernel_sparsifier(cfg: DictConfig) -> tuple[str, Callable[[torch.nn.Module], Any]] | None:
+    """(key text, sparsify) for a run that may put sparse layers on the sparse kernels; None otherwise.
+
+    ``sparsify(model)`` gives the layout probe the run's per-layer sparsities with the kernels installed
+    above the floor (spfde_core.ops.sparse_layers.install_for_layout_probe). Same conditions as
+    ``attach_sparse_kernels``: not ``off``, not ``auto`` under torch.compile, a sparse method, the
+    kernels built for this CPU.
+    """
+    mode, sparsity = cfg.train.sparse_kernels, cfg.sparsity
+    if mode == "off" or (mode == "auto" and cfg.train.compile) or sparsity.name == "dense" or "target" not in sparsity:
+        return None
+    from spfde_core.ops import native
+
+    if native.unavailable_reason("spconv") is not None:
+        return None
+    from spfde_core.ops.sparse_layers import install_for_layout_probe
+    from spfde_core.sparsity.distributions import layer_sparsities_from_config
+
+    floor = 0.0 if mode == "on" else float(cfg.train.sparse_kernel_min_sparsity)
+
+    def sparsify(model: torch.nn.Module) -> Any:
+        return install_for_layout_probe(model, layer_sparsities_from_config(model, sparsity), floor)
+
+    text = f"sparse kernels {mode} (floor {floor}) at {sparsity.name} {sparsity.distribution} {sparsity.target}"
+    return text, sparsify
 
 
 def _layout_measurement(cfg: DictConfig, precision: str):
     """The faster layout for this model, batch and precision on this CPU, cached (spfde_core.layout_probe)."""
     info = get_dataset_info(cfg.data.name)
     batch = min(int(cfg.train.batch_size), layout_probe.PROBE_MAX_BATCH)
-    key = layout_key(cfg, precision)
 
     def probe() -> dict[str, float]:
-        log.info("train.channels_last=auto: timing both layouts for this model (once per machine)")
+        kernels = _kernel_sparsifier(cfg)
+        log.info(
+            "train.channels_last=auto: timing both layouts for this model%s (once per machine)",
+            ", masked dense and on the sparse kernels" if kernels else "",
+        )
         model = lambda: build_model(cfg.model.name, info.num_classes, width=cfg.model.width)  # noqa: E731
-        return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16")
+        sparsify = kernels[1] if kernels else None
+        return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16", sparsify)
 
-    def choice() -> tuple[bool, str]:
+    def choice() -> tuple[bool, str]:  # only called under channels_last=auto: the key may build the kernels
+        key = layout_key(cfg, precision)
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         decided = [layout_probe.cached_choice(key, probe) if not dist or torch.distributed.get_rank() == 0 else None]
         if dist:  # rank 0 measures alone (ranks timing side by side would disturb each other); all train in its layout

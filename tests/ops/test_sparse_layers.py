@@ -399,3 +399,67 @@ def test_checkpoint_from_before_the_decisions_still_resumes(clock) -> None:
 def test_the_suite_never_writes_the_users_cache() -> None:
     """tests/conftest.py points $SPFDE_CACHE_DIR at a session tmp folder: the measurements stay there."""
     assert Path.home() / ".cache" not in kernel_probe.cache_path().parents
+
+
+def test_layout_probe_model_is_the_run_on_the_kernels() -> None:
+    """install_for_layout_probe: each layer above the floor masked at its sparsity and on the kernels."""
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=10)
+    names = [layer.name for layer in model.prunable_layers() if model.sparse_by_default(layer.name, layer.module)]
+    targets = {name: 0.95 for name in names[:4]} | {name: 0.5 for name in names[4:]}
+    kernels = sparse_layers.install_for_layout_probe(model, targets, min_sparsity=0.8)
+    assert [k.name for k in kernels] == names[:4]
+    modules = {layer.name: layer.module for layer in model.prunable_layers()}
+    for name in names[:4]:
+        weight, mask = modules[name].weight, modules[name].weight_mask
+        assert int(mask.sum()) == round(0.05 * weight.numel()) and torch.all(weight[~mask] == 0)
+    assert not hasattr(modules[names[4]], "weight_mask")  # below the floor: dense, its masked cost
+    reference = copy.deepcopy(model)
+    for kernel in kernels:
+        kernel.detach()
+    reference_out = reference(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    kernels = sparse_layers.install_for_layout_probe(model, targets, min_sparsity=0.8)  # same seed, same masks
+    out = model(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    out.sum().backward()
+    supported = [k for k in kernels if k.static_reason is None]
+    assert supported and all(k.calls["sparse"] == 1 for k in supported)
+    assert torch.allclose(out, reference_out, atol=1e-4)
+
+
+def test_sparse_run_layout_probe_times_the_kernels(tmp_path, monkeypatch) -> None:
+    """train.channels_last=auto in a sparse run times both layouts masked and on the kernels; off: masked only."""
+    from spfde_core import layout_probe
+    from spfde_core.train.build import resolve_hardware
+
+    monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
+    seen = {}
+
+    def fake_measure(build, image_size, num_classes, batch, bf16, sparsify=None):
+        seen["sparsify"] = sparsify
+        times = {"nchw": 0.4, "channels_last": 0.3}
+        return times | ({"nchw+kernels": 0.2, "channels_last+kernels": 0.35} if sparsify else {})
+
+    monkeypatch.setattr(layout_probe, "measure", fake_measure)
+    sparse = ["model=resnet20", "data=synthetic", "train.precision=fp32", "sparsity=mest_ems", "sparsity.target=0.95"]
+    cfg = load_config(sparse)
+    block = resolve_hardware(cfg, torch.device("cpu"))
+    assert cfg.train.channels_last is False and "sparse kernels 350 / 200 ms" in block["channels_last"]["reason"]
+    kernels_model = build_model("resnet20", num_classes=10)
+    assert seen["sparsify"](kernels_model)  # the run's layers, on the kernels
+    cfg = load_config([*sparse, "train.sparse_kernels=off"])
+    assert resolve_hardware(cfg, torch.device("cpu"))["channels_last"]["value"] is True and seen["sparsify"] is None
+    keys = list(json.loads(layout_probe.cache_path().read_text()))
+    assert len(keys) == 2 and sum("sparse kernels auto (floor 0.8) at mest_ems uniform 0.95" in k for k in keys) == 1
+
+
+def test_layout_probe_measures_a_sparse_run_both_ways() -> None:
+    from spfde_core import layout_probe
+
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    sparsify = lambda m: sparse_layers.install_for_layout_probe(  # noqa: E731
+        m, {layer.name: 0.9 for layer in m.prunable_layers() if m.sparse_by_default(layer.name, layer.module)}, 0.8
+    )
+    times = layout_probe.measure(lambda: build_model("resnet20", 10, width=0.5), 32, 10, 4, False, sparsify)
+    assert set(times) == {"nchw", "channels_last", "nchw+kernels", "channels_last+kernels"}
+    assert all(t > 0 for t in times.values()) and torch.equal(torch.get_rng_state(), before)
