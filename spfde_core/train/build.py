@@ -87,7 +87,7 @@ def _kernel_sparsifier(cfg: DictConfig) -> tuple[str, Callable[[torch.nn.Module]
     ``sparsify(model)`` gives the layout probe the run's per-layer sparsities with the kernels installed
     above the floor (spfde_core.ops.sparse_layers.install_for_layout_probe). Same conditions as
     ``attach_sparse_kernels``: not ``off``, not ``auto`` under torch.compile, a sparse method, the
-    kernels built for this CPU.
+    kernels built for this CPU; and a layer whose target sparsity reaches the floor.
     """
     mode, sparsity = cfg.train.sparse_kernels, cfg.sparsity
     if mode == "off" or (mode == "auto" and cfg.train.compile) or sparsity.name == "dense" or "target" not in sparsity:
@@ -100,6 +100,10 @@ def _kernel_sparsifier(cfg: DictConfig) -> tuple[str, Callable[[torch.nn.Module]
     from spfde_core.sparsity.distributions import layer_sparsities_from_config
 
     floor = 0.0 if mode == "on" else float(cfg.train.sparse_kernel_min_sparsity)
+    with torch.device("meta"):  # only the layer shapes matter
+        shapes = build_model(cfg.model.name, get_dataset_info(cfg.data.name).num_classes, width=cfg.model.width)
+    if all(target < floor for target in layer_sparsities_from_config(shapes, sparsity).values()):
+        return None  # no layer would ever reach the kernels (e.g. SparCL's 75%, floor 0.8)
 
     def sparsify(model: torch.nn.Module) -> Any:
         return install_for_layout_probe(model, layer_sparsities_from_config(model, sparsity), floor)

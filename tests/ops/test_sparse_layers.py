@@ -429,7 +429,7 @@ def test_layout_probe_model_is_the_run_on_the_kernels() -> None:
 def test_sparse_run_layout_probe_times_the_kernels(tmp_path, monkeypatch) -> None:
     """train.channels_last=auto in a sparse run times both layouts masked and on the kernels; off: masked only."""
     from spfde_core import layout_probe
-    from spfde_core.train.build import resolve_hardware
+    from spfde_core.train.build import layout_key, resolve_hardware
 
     monkeypatch.setenv("SPFDE_CACHE_DIR", str(tmp_path))
     seen = {}
@@ -448,6 +448,8 @@ def test_sparse_run_layout_probe_times_the_kernels(tmp_path, monkeypatch) -> Non
     assert seen["sparsify"](kernels_model)  # the run's layers, on the kernels
     cfg = load_config([*sparse, "train.sparse_kernels=off"])
     assert resolve_hardware(cfg, torch.device("cpu"))["channels_last"]["value"] is True and seen["sparsify"] is None
+    below_floor = load_config([*sparse[:-1], "sparsity.target=0.75"])  # every layer below the 0.8 floor
+    assert layout_key(below_floor, "fp32") == layout_key(cfg, "fp32")  # the masked dense probe, shared
     keys = list(json.loads(layout_probe.cache_path().read_text()))
     assert len(keys) == 2 and sum("sparse kernels auto (floor 0.8) at mest_ems uniform 0.95" in k for k in keys) == 1
 
