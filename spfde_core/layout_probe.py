@@ -10,11 +10,13 @@ machine in ``$SPFDE_CACHE_DIR/channels_last.json`` (default ``~/.cache/spfde``),
 measures each model once, and a resumed run picks what it started with.
 
 A sparse run that may use the sparse kernels (``train.sparse_kernels`` auto or on, issue 19) is timed
-both ways in each layout: the masked dense model, and the same model at the run's per-layer sparsity
-with the kernels on every layer above the floor. The kernels read NCHW, so in channels_last each of
-their layers pays two layout conversions: under AVX2 the dense model alone picked channels_last while
-the kernels ran 1.4x faster in NCHW (docs/sparse_kernels.md). Each layout counts with the faster of
-its two variants (``auto`` then keeps the kernels per layer only where measured faster).
+both ways in each layout: the dense model (what the masked dense path costs), and the same model at
+the run's per-layer sparsities with the kernels on every layer at or above the floor. The kernels read
+NCHW, so in channels_last each of their layers pays two layout conversions: under AVX2 the dense
+model alone picked channels_last while the kernels ran 1.4x faster in NCHW (docs/sparse_kernels.md).
+Each layout counts with the faster of its two variants (``auto`` then keeps the kernels per layer only
+where measured faster); under ``train.sparse_kernels=on`` with its kernel variant (the kernels run
+whatever they cost). Dynamic methods are timed at their target sparsity, with random masks.
 
 Measuring takes a few seconds for CIFAR models (2 layouts x (1 warm-up + ``PROBE_STEPS``) forward +
 backward passes, twice for a sparse run); it runs inside ``torch.random.fork_rng`` so the run's
@@ -95,22 +97,28 @@ def measure(
     return {name: min(t) for name, t in times.items()}
 
 
-def cached_choice(key: str, probe: Callable[[], dict[str, float]]) -> tuple[bool, str]:
+def cached_choice(key: str, probe: Callable[[], dict[str, float]], kernels_only: bool = False) -> tuple[bool, str]:
     """(channels_last, reason) for ``key``: from the cache, else from ``probe()``, then cached.
 
-    A layout counts with its faster variant where the kernels were timed too (``<layout>+kernels``).
+    A layout counts with its faster variant where the kernels were timed too (``<layout>+kernels``);
+    with ``kernels_only`` (``train.sparse_kernels=on``: the kernels run whatever they cost) with that one.
     """
     path = cache_path()
     valid = lambda e: isinstance(e, dict) and set(LAYOUTS) <= e.keys()  # noqa: E731
     entry, cached = machine_cache.lookup_or_measure(path, key, valid, probe, "layout")
     source = "cached measurement" if cached else "measured now"
-    best = {layout: min(entry[layout], entry.get(layout + KERNELS, math.inf)) for layout in LAYOUTS}
+    timed = all(layout + KERNELS in entry for layout in LAYOUTS)
+    if kernels_only and timed:
+        best = {layout: entry[layout + KERNELS] for layout in LAYOUTS}
+    else:
+        best = {layout: min(entry[layout], entry.get(layout + KERNELS, math.inf)) for layout in LAYOUTS}
     reason = (
         f"{source} on this machine ({path}): a training step takes {best['channels_last'] * 1e3:.0f} ms in "
         f"channels_last, {best['nchw'] * 1e3:.0f} ms in NCHW"
     )
-    if all(layout + KERNELS in entry for layout in LAYOUTS):
+    if timed:
         reason += (
+            f"{' with train.sparse_kernels=on' if kernels_only else ''}"
             f" (masked dense {entry['channels_last'] * 1e3:.0f} / {entry['nchw'] * 1e3:.0f} ms, on the sparse "
             f"kernels {entry['channels_last' + KERNELS] * 1e3:.0f} / {entry['nchw' + KERNELS] * 1e3:.0f} ms)"
         )

@@ -106,6 +106,8 @@ def test_layout_probe_counts_each_layout_with_its_faster_variant(tmp_path, monke
     assert "1000 ms in channels_last, 500 ms in NCHW" in reason and "sparse kernels 1500 / 500 ms" in reason
     kernels_lose = {"nchw": 2.0, "channels_last": 1.0, "nchw+kernels": 3.0, "channels_last+kernels": 4.0}
     assert layout_probe.cached_choice("sparse B", lambda: kernels_lose)[0] is True
+    on, reason = layout_probe.cached_choice("sparse C", lambda: kernels_lose, kernels_only=True)
+    assert on is False and "3000 ms in NCHW" in reason  # train.sparse_kernels=on: the kernels run regardless
 
 
 def test_layout_probe_times_both_layouts_without_touching_the_random_stream() -> None:

@@ -274,15 +274,16 @@ class SparseKernels:
 
 
 def install_for_layout_probe(
-    model: Any, targets: dict[str, float], min_sparsity: float, seed: int = 0
+    model: Any, targets: dict[str, float], min_sparsity: float, scheme: Any = None, seed: int = 0
 ) -> list[SparseLayerKernel]:
     """Make ``model`` look like a sparse run to the layout probe (spfde_core.layout_probe).
 
     ``model`` is a zoo model (``prunable_layers()``). Each layer of ``targets`` (name -> sparsity, as
-    the run's distribution gives them) at or above
-    ``min_sparsity`` gets a random unstructured mask at its sparsity (its weights masked) and the sparse
-    kernels as its forward, unmeasured (``on``); layers below the floor stay dense, which costs what
-    their masked dense path costs. The kernels stay installed for the model's lifetime.
+    the run's distribution gives them) at or above ``min_sparsity`` gets a random mask at its sparsity
+    (of the run's ``scheme``, e.g. 4x1 blocks, which take the block kernels; unstructured without one),
+    its weights masked, and the sparse kernels as its forward, unmeasured (as under ``on``); layers below
+    the floor stay dense, which costs what their masked dense path costs. The kernels stay installed
+    for the model's lifetime.
     """
     modules = {layer.name: layer.module for layer in model.prunable_layers()}  # names as the distributions give
     generator = torch.Generator().manual_seed(seed)
@@ -291,10 +292,14 @@ def install_for_layout_probe(
         if sparsity < min_sparsity:
             continue
         module = modules[name]
-        numel = module.weight.numel()
-        mask = torch.zeros(numel, dtype=torch.bool)
-        mask[torch.randperm(numel, generator=generator)[: round((1 - sparsity) * numel)]] = True
-        module.register_buffer(MASK_BUFFER, mask.view_as(module.weight).to(module.weight.device))
+        if scheme is not None:
+            mask = scheme.grow(torch.zeros_like(module.weight, dtype=torch.bool), sparsity, None, generator)
+        else:
+            numel = module.weight.numel()
+            mask = torch.zeros(numel, dtype=torch.bool)
+            mask[torch.randperm(numel, generator=generator)[: round((1 - sparsity) * numel)]] = True
+            mask = mask.view_as(module.weight)
+        module.register_buffer(MASK_BUFFER, mask.to(module.weight.device))
         with torch.no_grad():
             module.weight.mul_(getattr(module, MASK_BUFFER))
         kernels.append(SparseLayerKernel(name, module, min_sparsity))

@@ -263,4 +263,7 @@ def build_snfs(cfg, state) -> list:  # noqa: ANN001 - MethodFactory signature
     return [SparseTraining(SNFS(cfg), cfg, state)]
 
 
+build_snfs.dense_gradient_every_step = True  # never on the sparse kernels: the layout probe need not time them
+
+
 ConfigStore.instance().store(group="sparsity", name="snfs_schema", node=SNFSConfig)

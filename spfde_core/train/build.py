@@ -84,31 +84,47 @@ def layout_key(cfg: DictConfig, precision: str) -> str:
 def _kernel_sparsifier(cfg: DictConfig) -> tuple[str, Callable[[torch.nn.Module], Any]] | None:
     """(key text, sparsify) for a run that may put sparse layers on the sparse kernels; None otherwise.
 
-    ``sparsify(model)`` gives the layout probe the run's per-layer sparsities with the kernels installed
-    above the floor (spfde_core.ops.sparse_layers.install_for_layout_probe). Same conditions as
-    ``attach_sparse_kernels``: not ``off``, not ``auto`` under torch.compile, a sparse method, the
-    kernels built for this CPU; and a layer whose target sparsity reaches the floor.
+    ``sparsify(model)`` gives the layout probe the run's per-layer sparsities and scheme with the kernels
+    installed at or above the floor (spfde_core.ops.sparse_layers.install_for_layout_probe). None where
+    the run never uses the kernels: ``off``, ``auto`` under torch.compile (as ``attach_sparse_kernels``),
+    dense, a method that needs the dense gradient every step (SNFS), kernels not built for this CPU, or
+    no layer whose target sparsity reaches the floor. Dynamic methods are timed at their target: MEST's
+    and SparCL's grow phases run slightly below it, which the per-layer measurement handles at run time.
     """
     mode, sparsity = cfg.train.sparse_kernels, cfg.sparsity
     if mode == "off" or (mode == "auto" and cfg.train.compile) or sparsity.name == "dense" or "target" not in sparsity:
         return None
     from spfde_core.ops import native
+    from spfde_core.sparsity import SPARSITY_METHODS
 
+    if getattr(SPARSITY_METHODS.get(sparsity.name), "dense_gradient_every_step", False):
+        return None
     if native.unavailable_reason("spconv") is not None:
         return None
     from spfde_core.ops.sparse_layers import install_for_layout_probe
     from spfde_core.sparsity.distributions import layer_sparsities_from_config
+    from spfde_core.sparsity.schemes import get_scheme
 
     floor = 0.0 if mode == "on" else float(cfg.train.sparse_kernel_min_sparsity)
     with torch.device("meta"):  # only the layer shapes matter
         shapes = build_model(cfg.model.name, get_dataset_info(cfg.data.name).num_classes, width=cfg.model.width)
-    if all(target < floor for target in layer_sparsities_from_config(shapes, sparsity).values()):
+    targets = layer_sparsities_from_config(shapes, sparsity)
+    if all(target < floor for target in targets.values()):
         return None  # no layer would ever reach the kernels (e.g. SparCL's 75%, floor 0.8)
+    params = {"block": {"block_size": sparsity.block_size}, "nm": {"n": sparsity.nm_n, "m": sparsity.nm_m}}
+    scheme = get_scheme(sparsity.scheme, **params.get(sparsity.scheme, {}))
 
     def sparsify(model: torch.nn.Module) -> Any:
-        return install_for_layout_probe(model, layer_sparsities_from_config(model, sparsity), floor)
+        return install_for_layout_probe(model, layer_sparsities_from_config(model, sparsity), floor, scheme)
 
-    text = f"sparse kernels {mode} (floor {floor}) at {sparsity.name} {sparsity.distribution} {sparsity.target}"
+    # what the timing depends on: the kernel build, the mode and floor, the scheme and every layer's sparsity
+    per_layer = hashlib.sha256(json.dumps(sorted(targets.items())).encode()).hexdigest()[:8]
+    build = native.select_target("spconv").name
+    text = (
+        f"sparse kernels {mode} ({build} build, floor {floor}) at {sparsity.name} {sparsity.scheme} "
+        f"{json.dumps(params.get(sparsity.scheme, {}), sort_keys=True)}, layer sparsities {per_layer}, "
+        f"{sparsity.distribution} {sparsity.target}"
+    )
     return text, sparsify
 
 
@@ -127,10 +143,13 @@ def _layout_measurement(cfg: DictConfig, precision: str):
         sparsify = kernels[1] if kernels else None
         return layout_probe.measure(model, info.image_size, info.num_classes, batch, precision == "bf16", sparsify)
 
-    def choice() -> tuple[bool, str]:  # only called under channels_last=auto: the key may build the kernels
-        key = layout_key(cfg, precision)
+    def measured_choice() -> tuple[bool, str]:  # the key may build the kernels: rank 0 alone
+        kernels_only = cfg.train.sparse_kernels == "on"
+        return layout_probe.cached_choice(layout_key(cfg, precision), probe, kernels_only)
+
+    def choice() -> tuple[bool, str]:  # only called under channels_last=auto
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        decided = [layout_probe.cached_choice(key, probe) if not dist or torch.distributed.get_rank() == 0 else None]
+        decided = [measured_choice() if not dist or torch.distributed.get_rank() == 0 else None]
         if dist:  # rank 0 measures alone (ranks timing side by side would disturb each other); all train in its layout
             torch.distributed.broadcast_object_list(decided, src=0)
         return decided[0]

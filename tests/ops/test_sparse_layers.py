@@ -405,25 +405,36 @@ def test_layout_probe_model_is_the_run_on_the_kernels() -> None:
     """install_for_layout_probe: each layer above the floor masked at its sparsity and on the kernels."""
     torch.manual_seed(0)
     model = build_model("resnet20", num_classes=10)
+    reference = copy.deepcopy(model)  # before the kernels: the masked dense computation, once masked
     names = [layer.name for layer in model.prunable_layers() if model.sparse_by_default(layer.name, layer.module)]
     targets = {name: 0.95 for name in names[:4]} | {name: 0.5 for name in names[4:]}
     kernels = sparse_layers.install_for_layout_probe(model, targets, min_sparsity=0.8)
     assert [k.name for k in kernels] == names[:4]
     modules = {layer.name: layer.module for layer in model.prunable_layers()}
+    reference_modules = {layer.name: layer.module for layer in reference.prunable_layers()}
     for name in names[:4]:
         weight, mask = modules[name].weight, modules[name].weight_mask
         assert int(mask.sum()) == round(0.05 * weight.numel()) and torch.all(weight[~mask] == 0)
+        with torch.no_grad():
+            reference_modules[name].weight.mul_(mask)
     assert not hasattr(modules[names[4]], "weight_mask")  # below the floor: dense, its masked cost
-    reference = copy.deepcopy(model)
-    for kernel in kernels:
-        kernel.detach()
-    reference_out = reference(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
-    kernels = sparse_layers.install_for_layout_probe(model, targets, min_sparsity=0.8)  # same seed, same masks
-    out = model(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = model(x)
     out.sum().backward()
     supported = [k for k in kernels if k.static_reason is None]
     assert supported and all(k.calls["sparse"] == 1 for k in supported)
-    assert torch.allclose(out, reference_out, atol=1e-4)
+    assert torch.allclose(out, reference(x), atol=1e-4)
+
+
+def test_layout_probe_model_takes_the_runs_scheme() -> None:
+    from spfde_core.sparsity.schemes import get_scheme
+
+    model = build_model("resnet20", num_classes=10)
+    blocks = get_scheme("block", block_size=4)
+    (kernel,) = sparse_layers.install_for_layout_probe(model, {"layer2.1.conv1": 0.9}, 0.8, scheme=blocks)
+    mask = kernel.module.weight_mask
+    assert kernel.current_plan().block is not None  # 4x1 blocks: the block kernels, as the run's
+    assert int(mask.sum()) == blocks.active_count(mask.shape, 0.9)
 
 
 def test_sparse_run_layout_probe_times_the_kernels(tmp_path, monkeypatch) -> None:
@@ -451,7 +462,12 @@ def test_sparse_run_layout_probe_times_the_kernels(tmp_path, monkeypatch) -> Non
     below_floor = load_config([*sparse[:-1], "sparsity.target=0.75"])  # every layer below the 0.8 floor
     assert layout_key(below_floor, "fp32") == layout_key(cfg, "fp32")  # the masked dense probe, shared
     keys = list(json.loads(layout_probe.cache_path().read_text()))
-    assert len(keys) == 2 and sum("sparse kernels auto (floor 0.8) at mest_ems uniform 0.95" in k for k in keys) == 1
+    (sparse_key,) = [k for k in keys if "sparse kernels" in k]
+    assert len(keys) == 2 and "floor 0.8) at mest_ems unstructured" in sparse_key
+    assert sparse_key.endswith("uniform 0.95")
+    assert layout_key(load_config([*sparse, "sparsity=snfs"]), "fp32") == layout_key(below_floor, "fp32")  # never
+    other_layers = load_config([*sparse, "sparsity.keep_dense=[layer3.*]"])
+    assert layout_key(other_layers, "fp32") != layout_key(load_config(sparse), "fp32")
 
 
 def test_layout_probe_measures_a_sparse_run_both_ways() -> None:
