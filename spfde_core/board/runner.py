@@ -3,8 +3,9 @@ pinned to its own device share (``shares``: disjoint cores, one GPU each).
 
 A worker takes the next run without a record, starts ``spfde train <args>`` through
 ``python -m spfde_core.pin <cores> --`` (affinity set, then exec) with ``OMP_NUM_THREADS`` = its core
-count and its ``CUDA_VISIBLE_DEVICES``, and writes the run's output to ``checkpoints/logs/<key>.log``,
-whose first lines say which share the run got. Records land in the plan's outs, so ``dvc commit -f
+count and its ``CUDA_VISIBLE_DEVICES``, and appends the run's output to ``checkpoints/logs/<key>.log``
+after a header saying when and on which share the attempt started (a run resumed from its checkpoint
+keeps the log of its earlier attempts). Records land in the plan's outs, so ``dvc commit -f
 prepare train`` (``commit_command``) then records them in dvc.lock and ``dvc repro`` only rebuilds the
 leaderboard.
 """
@@ -19,6 +20,7 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 from spfde_core.board.pipeline import check_plan, pending_summary, read_params
@@ -142,13 +144,14 @@ def run_planned(
 
 
 def _train(repo: Path, key: str, args: str, share: Share) -> int:
-    """One run in ``share``: pinned through spfde_core.pin, output to its log file; the exit status."""
+    """One run in ``share``: pinned through spfde_core.pin, output appended to its log file; the exit status."""
     logfile = repo / LOG_DIR / f"{key}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **share.env()}
     cpus = ",".join(map(str, share.cpus))
     cmd = [sys.executable, "-m", "spfde_core.pin", cpus, "--", *train_command(args)]
-    with logfile.open("w") as fh:
-        fh.write(f"# spfde board run: {key}: {share.describe()}\n# {' '.join(cmd)}\n")
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    with logfile.open("a") as fh:  # append: an earlier attempt's log (before a resume) is never lost
+        fh.write(f"# spfde board run: {key}: {share.describe()}, started {started}\n# {' '.join(cmd)}\n")
         fh.flush()
         return subprocess.call(cmd, cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT)

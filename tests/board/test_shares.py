@@ -101,3 +101,20 @@ def test_commit_command_names_only_recorded_stages_and_never_the_leaderboard(tmp
     (tmp_path / "results/runs/x/k0/metrics.json").write_text("{}")
     assert commit_command(tmp_path) == "dvc commit -f prepare train"
     assert rebuild_command(tmp_path) == "dvc repro"
+
+
+def test_a_resumed_runs_log_keeps_its_earlier_attempts(tmp_path, monkeypatch) -> None:
+    from spfde_core.board import runner
+
+    def fake_call(cmd, cwd, env, stdout, stderr):  # stands in for the training process
+        stdout.write(f"training output, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}\n")
+        return 0
+
+    monkeypatch.setattr(runner.subprocess, "call", fake_call)
+    share = plan_shares(1, [0])[0]
+    assert runner._train(tmp_path, "k", "train.epochs=1", share) == 0
+    assert runner._train(tmp_path, "k", "train.epochs=1", share) == 0  # the resume after a cut
+    lines = (tmp_path / runner.LOG_DIR / "k.log").read_text().splitlines()
+    headers = [line for line in lines if line.startswith("# spfde board run: k: share 0: cpus 0")]
+    assert len(headers) == 2 and all("started 20" in h for h in headers)
+    assert lines.count("training output, OMP_NUM_THREADS=1") == 2
