@@ -12,9 +12,12 @@ As ``main()`` of ``main_sparse_train_w_data_gradient_efficient.py`` runs it (scr
   those presented since the reset are removed for the rest of the task (3,000 of 10,000 in total);
 - removed examples are never trained again, so they never enter the rehearsal buffer afterwards.
 
-Reuses the sieving axis's ``ExampleStats`` and MEST's ``forgetting_counts`` / stable ``removal_order``.
-Deviation, documented in ``choices()``: the script's ``np.argsort`` leaves ties (most examples score 0) in an
-unspecified order over the window's first-presentation order; here ties go by ascending sample index.
+Reuses the sieving axis's ``ExampleStats`` and MEST's ``forgetting_counts`` / ``removal_order``.
+Ties (most examples score 0): the script's ``np.argsort`` runs over the window's first-presentation order,
+which the shuffled loader makes random, so tied examples are removed in no class order. Here ties go in a
+seeded random order (a pure function of run seed, task and epoch, so a resume removes the same examples),
+not by sample index: the prepared datasets are stored class by class, and index order would remove the
+task's first class only.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from omegaconf import DictConfig
 
 from spfde_core.continual.common import epochs_per_task, task_and_epoch
 from spfde_core.continual.harness import ContinualHarness
-from spfde_core.sieving.mest_forgetting import forgetting_counts, removal_order
+from spfde_core.sieving.mest_forgetting import forgetting_counts, removal_order, tie_generator
 from spfde_core.sieving.tracker import ExampleStats
 from spfde_core.train.callbacks import StepOutput, TrainState
 
@@ -42,13 +45,13 @@ def count_per_point(remove_per_task: int, every: int, until: int) -> int:
     return int(remove_per_task / (until / every)) if removal_points(every, until) else 0
 
 
-def least_forgotten(stats: ExampleStats, never_learned_count: int, count: int) -> torch.Tensor:
-    """The ``count`` lowest-scored examples presented since the last reset (ascending score, ties by index)."""
+def least_forgotten(stats: ExampleStats, never_learned_count: int, count: int, ties: torch.Generator) -> torch.Tensor:
+    """The ``count`` lowest-scored examples presented since the last reset (ascending score, ties random)."""
     scores = forgetting_counts(stats, never_learned_count)
     candidates = stats.presentations > 0
     scores[~candidates] = torch.iinfo(torch.int64).max  # never presented in the window: never chosen
     count = min(count, int(candidates.sum()))
-    return removal_order(scores)[:count]
+    return removal_order(scores, ties)[:count]
 
 
 class DynamicDataRemoval:
@@ -81,7 +84,8 @@ class DynamicDataRemoval:
         if epoch_in_task == 0:
             self.stats.clear()  # statistics are per task
         if epoch_in_task in self.points and self.count:
-            gone = least_forgotten(self.stats, self.per_task, self.count).cpu()
+            ties = tie_generator(int(state.cfg.run.seed), "ddr", task, epoch_in_task)
+            gone = least_forgotten(self.stats, self.per_task, self.count, ties).cpu()
             self.removed[task] = torch.cat([self.removed[task], gone])
             self.stats.clear()  # the script resets its statistics after each removal
             self.events.append({"epoch": state.epoch, "task": task, "removed": int(gone.numel())})
@@ -100,7 +104,7 @@ class DynamicDataRemoval:
             "score": "forgetting events since the last reset; never correct in the window = epochs per task",
             "statistics_reset": "at each task start and after each removal (script)",
             "correctness": "argmax of the unmasked logits of the augmented presentation (script)",
-            "ties": "ascending sample index (script: np.argsort, unspecified order)",
+            "ties": "seeded random order (script: np.argsort over the shuffled first-presentation order)",
             "buffer": "not pruned; removed examples simply stop being offered to it",
         }
 

@@ -11,8 +11,11 @@ As the released ``main_sparse_train_w_data_efficient.py`` runs it (reference not
   of that order are removed for the rest of the run (with keep_lowest_n = 0: the least-forgotten,
   unforgettable ones first); this happens once, then the statistics are cleared.
 
-Deviation, documented: the code's ``np.argsort`` (quicksort) leaves ties in no set order; here the
-sort is stable, so equal counts keep ascending original-index order (deterministic).
+Ties (most examples have count 0): the code's ``np.argsort`` (quicksort) leaves them in no set order,
+and torchvision's CIFAR order interleaves the classes, so the tied examples it removes are a class-blind
+pick. Prepared datasets here are stored class by class, so breaking ties by index would remove the first
+classes' examples first; ties go in a seeded random order instead (``tie_generator``: a pure function of
+the run seed, so a resumed run removes the same examples).
 
 Defaults: the MEST script removes 12,000 of CIFAR's 50,000 images at epoch 70 of 160; stored as
 ``remove_fraction=0.24`` and ``remove_at_fraction=0.4375`` so other datasets and budgets scale;
@@ -30,7 +33,14 @@ from hydra.core.config_store import ConfigStore
 
 from spfde_core.config import MethodConfig, domain
 from spfde_core.sieving import SIEVING_METHODS
-from spfde_core.sieving.common import check, config_dict, count_of, stats_device, training_set_size
+from spfde_core.sieving.common import (
+    check,
+    config_dict,
+    count_of,
+    sieving_generator,
+    stats_device,
+    training_set_size,
+)
 from spfde_core.sieving.tracker import ExampleStats
 from spfde_core.train.callbacks import StepOutput, TrainState
 
@@ -57,14 +67,25 @@ def forgetting_counts(stats: ExampleStats, never_learned_count: int) -> torch.Te
     return counts
 
 
-def removal_order(counts: torch.Tensor) -> torch.Tensor:
-    """Original indices sorted ascending by count; ties by ascending index (stable sort)."""
-    return torch.sort(counts.cpu(), stable=True).indices
+def removal_order(counts: torch.Tensor, ties: torch.Generator) -> torch.Tensor:
+    """Original indices sorted ascending by count; equal counts in a random order drawn from ``ties``.
+
+    Not by index: the datasets are stored class by class, so index order among the many equal counts would
+    be class order (the module docstring has the reasoning).
+    """
+    counts = counts.cpu()
+    shuffled = torch.randperm(counts.numel(), generator=ties)
+    return shuffled[torch.sort(counts[shuffled], stable=True).indices]
 
 
-def removed_indices(counts: torch.Tensor, keep_lowest_n: int, remove_n: int) -> torch.Tensor:
-    """Positions ``[keep_lowest_n, keep_lowest_n + remove_n)`` of ``removal_order(counts)``."""
-    return removal_order(counts)[keep_lowest_n : keep_lowest_n + remove_n]
+def tie_generator(seed: int, *key: object) -> torch.Generator:
+    """The generator of a removal's tie order: a pure function of (run seed, key), so resumes agree."""
+    return sieving_generator(seed, "tie_order", *key)
+
+
+def removed_indices(counts: torch.Tensor, keep_lowest_n: int, remove_n: int, ties: torch.Generator) -> torch.Tensor:
+    """Positions ``[keep_lowest_n, keep_lowest_n + remove_n)`` of ``removal_order(counts, ties)``."""
+    return removal_order(counts, ties)[keep_lowest_n : keep_lowest_n + remove_n]
 
 
 class MestForgetting:
@@ -91,6 +112,7 @@ class MestForgetting:
             cfg.remove_epoch,
         )
         self.remove_epoch = e
+        self.seed = int(state.cfg.run.seed)
         self.stats: ExampleStats | None = ExampleStats(n, stats_device(state))
         self.kept: torch.Tensor | None = None  # sorted CPU int64 after the removal
         self.summary: dict[str, Any] = {}
@@ -111,7 +133,8 @@ class MestForgetting:
         """The one-shot removal from the statistics so far; then the statistics are dropped."""
         assert self.stats is not None
         counts = forgetting_counts(self.stats, self.epochs).cpu()
-        removed = removed_indices(counts, self.cfg.keep_lowest_n, self.remove_n)
+        ties = tie_generator(self.seed, "mest_forgetting", self.remove_epoch)
+        removed = removed_indices(counts, self.cfg.keep_lowest_n, self.remove_n, ties)
         keep = torch.ones(self.num_samples, dtype=torch.bool)
         keep[removed] = False
         self.kept = keep.nonzero().flatten()
@@ -152,8 +175,8 @@ class MestForgetting:
                 "choices": {
                     "counts": "forgetting events (1->0 between consecutive presentations) over epochs "
                     f"0..{self.remove_epoch - 1}, train mode, augmented inputs; never learned = train.epochs",
-                    "order": "ascending by count, stable: ties by ascending original index (the MEST code's "
-                    "np.argsort leaves ties unordered)",
+                    "order": "ascending by count; ties in a seeded random order (the MEST code's np.argsort "
+                    "leaves them unordered; index order would be class order in class-sorted datasets)",
                     "removed": f"sorted positions [{self.cfg.keep_lowest_n}, {self.cfg.keep_lowest_n + self.remove_n})",
                     "when": f"once, at the start of epoch {self.remove_epoch}; statistics cleared afterwards",
                 },

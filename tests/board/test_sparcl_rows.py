@@ -75,3 +75,16 @@ def test_paper_values_are_the_abstract_claims_only() -> None:
 def test_claims_load_against_the_rows() -> None:
     claims = load_claims(FOLDER / "claims.yaml", load_spec(FOLDER))
     assert [c.id for c in claims] == ["a", "b"] and all(len(c.conditions) == 2 for c in claims)
+
+
+def test_cpu_ddr_rows_judge_forgetting_over_windows_of_two_presentations() -> None:
+    """A forgetting event (correct, then wrong) needs two presentations in a DDR window; 3,000 removed per task."""
+    from spfde_core.continual.ddr import count_per_point, removal_points
+
+    runs = [r for r in load_spec(FOLDER).runs("cpu", seeds=[0]) if r.entry in ("ddr", "sparcl")]
+    assert len(runs) == 4
+    for run in runs:
+        ddr = load_config(list(run.method_overrides)).continual.ddr
+        points = removal_points(ddr.every_epochs, ddr.until_epoch)
+        assert ddr.enabled and ddr.every_epochs >= 2 and points and max(points) < 5, run.key  # 5 epochs per task
+        assert count_per_point(ddr.remove_per_task, ddr.every_epochs, ddr.until_epoch) * len(points) == 3000
