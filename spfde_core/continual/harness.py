@@ -46,6 +46,12 @@ class ContinualHarness:
         self.seed = int(cfg.run.seed)
         self.batch_size = int(cfg.train.batch_size)
         self.per_task = epochs_per_task(cfg)
+        o = cfg.optim
+        self.recipe = (
+            f"SGD lr {o.lr}, momentum {o.momentum}, weight decay {o.weight_decay}, schedule {o.schedule}; the "
+            "script runs SGD(lr) with no momentum or weight decay and scheduler=None: its --lr-scheduler cosine "
+            "and WARMUP flags never take effect (docs/continual.md)"
+        )
         self.split: TaskSplit = make_split(int(loader.num_classes), int(self.cfg.num_tasks))
         labels = loader.labels
         self.task_indices = [self.split.indices(labels, t) for t in range(self.split.num_tasks)]
@@ -145,6 +151,7 @@ class ContinualHarness:
             "buffer": "reservoir over every trained example (all tasks), stores index, label, unmasked logits",
             "buffer_batches": "augmented like the training set; replay only from task 1 on (script: t > 0)",
             "optimizer_state": "cleared at each task start (script: new SGD per task)",
+            "optimizer_recipe": self.recipe,
             "replay_passes_per_step": buffer_passes(self.cfg.replay),
             "replay_loss": REPLAY_LOSSES[self.cfg.replay],
         }

@@ -50,6 +50,9 @@ def test_derpp_replays_two_buffer_batches_from_the_second_task_on(cl_overrides) 
     assert block["steps_with_replay"] == 12 and block["buffer_samples_trained"] == 12 * 2 * 16
     assert grads[0] == 0 and grads[1] > 0  # task 1's gradient reaches other classes only through the buffer
     assert block["choices"]["replay_passes_per_step"] == 2
+    recipe = block["choices"]["optimizer_recipe"]  # the run's own optimiser, and what the script really runs
+    cfg = load_config(cl_overrides)
+    assert recipe.startswith(f"SGD lr {cfg.optim.lr}, momentum {cfg.optim.momentum},") and "scheduler=None" in recipe
     assert 0 <= block["final_forgetting"] <= 1 and len(block["til_acc_matrix"][4]) == 5
 
 

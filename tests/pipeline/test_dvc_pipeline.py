@@ -70,3 +70,21 @@ def test_every_planned_row_composes_and_validates(profile: str) -> None:
 
     params = plan(ROOT, profile, include_missing=True)  # raises PlanError naming the row whose config fails
     assert all(f"profile={profile}" in item["args"] for item in params["runs"].values())
+
+
+@pytest.mark.smoke
+def test_dvc_repro_trains_a_continual_learning_smoke_row(tmp_path: Path) -> None:
+    """SparCL's smoke row (TDM + DDR + DGM on DER++) through the same DVC stages as every other row."""
+    import json
+
+    repo = copy_repo(tmp_path)
+    row = "sparcl_neurips22/smoke-main-sparcl-s75"
+    plan = ["board", "plan", "--profile", "smoke", "--all", "--only", row, "--seeds", "0"]
+    _run([sys.executable, "-m", "spfde_core.cli", *plan], repo)
+    out = _run([DVC, "repro"], repo)
+    assert out.count("Running stage 'train@") == 1 and "Running stage 'leaderboard'" in out
+    record = json.loads((repo / "results" / "runs" / row / "seed0" / "metrics.json").read_text())
+    assert record["continual_ddr"]["removed_total"] == 5 * 30 and len(record["continual"]["acc_matrix"]) == 5
+    md = (repo / "results" / "LEADERBOARD.md").read_text()
+    assert "task-IL %" in md and f"(runs/{row}/seed0/metrics.json)" in md
+    assert "Running" not in _run([DVC, "repro"], repo)  # recorded: nothing left to do
