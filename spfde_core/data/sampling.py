@@ -107,6 +107,17 @@ def validate_active(indices: torch.Tensor | Sequence[int] | np.ndarray, num_tota
     return idx
 
 
+def spread(indices: torch.Tensor, count: int) -> torch.Tensor:
+    """``min(count, len(indices))`` of ``indices`` evenly spaced (element ``i * len // count``), in order.
+
+    For fixed probe sets (CKA, the feature cache's sensitivity probe): prepared splits are stored class by class,
+    so the first ``count`` samples would be one class; evenly spaced ones cover every class in proportion.
+    """
+    n = int(indices.numel())
+    m = min(int(count), n)
+    return indices[(torch.arange(m) * n) // m] if m else indices[:0]
+
+
 def num_batches(num_samples: int, batch_size: int, drop_last: bool) -> int:
     """Batches in one pass: floor with ``drop_last``, ceil without."""
     return num_samples // batch_size if drop_last else -(-num_samples // batch_size)

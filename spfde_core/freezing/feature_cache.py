@@ -13,11 +13,11 @@ Augmentation after caching (``feature_cache.augment``):
 - ``none``: the maps of the un-augmented images; batches follow the loader's order, no augmentation.
 - ``naive``: the loader's own per-sample flip and crop draws applied in map space (crop offsets
   and padding scaled by map size / image size, zero padding, flip of the width axis).
-- ``similarity``: on a probe batch, each channel's sensitivity = 1 - mean cosine similarity between
-  the maps of augmented images and the map-space-transformed maps of the un-augmented ones; the
-  ``sensitive_fraction`` most sensitive channels are cached for ``views`` augmented views per sample
-  (view parameters drawn once per sample), the rest once, un-augmented. Each epoch a sample draws one
-  view; its insensitive channels get that view's transform in map space.
+- ``similarity``: on a probe batch (``probe_samples`` spread evenly over the active set), each channel's
+  sensitivity = 1 - mean cosine similarity between the maps of augmented images and the map-space-transformed
+  maps of the un-augmented ones; the ``sensitive_fraction`` most sensitive channels are cached for ``views``
+  augmented views per sample (view parameters drawn once per sample), the rest once, un-augmented. Each epoch
+  a sample draws one view; its insensitive channels get that view's transform in map space.
 
 Storage (``feature_cache.compression``): fp32, fp16, int8 with a per-channel scale (max |x| / 127
 over the cached rows), or progressive (fp16 until the frozen prefix holds ``int8_from`` of the
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from spfde_core.config import ConfigError
-from spfde_core.data.sampling import epoch_generator
+from spfde_core.data.sampling import epoch_generator, spread
 from spfde_core.data.types import Batch
 
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -359,7 +359,7 @@ class FeatureCache:
         if not s:
             self.sensitive, self.rest, self.sensitivity = [], list(range(c)), []
             return 0
-        probe = active[: int(self.fc.probe_samples)]
+        probe = spread(active, int(self.fc.probe_samples))  # not the first samples: those are one class
         gen = epoch_generator(state.cfg.run.seed, _PROBE_STREAM + k)
         n = probe.numel()
         dy = torch.randint(0, 2 * loader.pad + 1, (n,), generator=gen)

@@ -121,3 +121,21 @@ def test_read_structural_similarity_is_tidy(tmp_path) -> None:
     (tmp_path / "bad.csv").write_text("step,a\n0,1\n")
     with pytest.raises(ValueError, match="epoch"):
         read_structural_similarity(tmp_path / "bad.csv")
+
+
+def test_the_cka_probe_set_is_spread_over_the_whole_test_split(tmp_path) -> None:
+    """Not the first N images: prepared splits are stored class by class (the first 512 CIFAR-10 test images are
+    all airplanes), so the probe takes image ``i * size // N``."""
+    from omegaconf import OmegaConf
+
+    from reproductions.spfde_neurips22.analysis.snapshots import probe_images
+    from spfde_core.cli import load_config
+    from spfde_core.data import TensorLoader, load_prepared
+    from spfde_core.train.build import prepared_path
+
+    data = load_config(["data=synthetic", f"data.prepared_dir={tmp_path}"]).data
+    probe = probe_images(OmegaConf.to_container(data), 8)
+    loader = TensorLoader.from_prepared(load_prepared(prepared_path(data)), "test", batch_size=10_000, train=False)
+    everything = next(iter(loader)).images
+    size = everything.shape[0]
+    assert size > 8 and torch.equal(probe, everything[(torch.arange(8) * size) // 8])

@@ -161,3 +161,13 @@ def test_from_prepared_uses_catalog_normalisation(tmp_path):
     expected = (torch.from_numpy(prepared.test_images).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(batch.images, expected, rtol=0, atol=1e-5)
     assert torch.equal(batch.labels, torch.from_numpy(prepared.test_labels))
+
+
+def test_spread_probe_sets_cover_a_class_sorted_split_in_proportion() -> None:
+    from spfde_core.data.sampling import spread
+
+    labels = torch.arange(10).repeat_interleave(100)  # stored class by class, as the prepared splits are
+    picked = spread(torch.arange(1000), 50)
+    assert picked.tolist() == sorted(set(picked.tolist())) and len(picked) == 50
+    assert torch.bincount(labels[picked], minlength=10).tolist() == [5] * 10  # the first 50 would all be class 0
+    assert spread(torch.tensor([3, 8, 9]), 10).tolist() == [3, 8, 9] and spread(torch.arange(5), 0).numel() == 0

@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help="the run's record folder, results/runs/<reproduction>/<row>/seed<k>")
     p.add_argument("--layers", help="CKA layers: names (layer1.0.conv1) or numbers (1,3,10); default: see README")
-    p.add_argument("--probe-samples", type=int, default=512, help="CKA probe set: the first N test images")
+    p.add_argument("--probe-samples", type=int, default=512, help="CKA probe set: N test images spread evenly")
     p.add_argument("--out", help="output folder (default: <run_dir>/analysis)")
     p.add_argument("--checkpoint-dir", help="the run's checkpoint folder or root (default: its run.checkpoint_dir)")
     p.add_argument("--prepared-dir", help="root of prepared datasets (default: the run's data.prepared_dir)")

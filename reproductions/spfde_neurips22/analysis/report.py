@@ -218,7 +218,7 @@ def analyze_run(
             comma-separated string is accepted. They also restrict the structural similarity plot
             to those that are sparse (if any). None = ResNet-32's layers 1, 3, 10, 18, 25, 32 (the
             paper's), otherwise 6 evenly spaced layers.
-        probe_samples: CKA probe set size: the first N test images (fewer if the split is smaller).
+        probe_samples: CKA probe set size: N test images evenly spaced over the split (fewer if the split is smaller).
         out_dir: where to write; None = ``<run_dir>/analysis``.
         prepared_dir: root of prepared datasets when not the run's ``data.prepared_dir``.
         device: where to run the snapshots and CKA (``auto`` = CUDA if available).

@@ -179,9 +179,11 @@ def probe_images(
     prepared_dir: str | Path | None = None,
     expected_sha256: str | None = None,
 ) -> torch.Tensor:
-    """The first ``num_samples`` test images of the run's dataset, normalised as in evaluation (CPU).
+    """``num_samples`` evenly spaced test images of the run's dataset, normalised as in evaluation (CPU).
 
-    A fixed probe set: the same images, in the same order, for every snapshot. Synthetic data is
+    A fixed probe set: the same images, in the same order, for every snapshot. Evenly spaced over the whole
+    split (image ``i * size // num_samples``), not the first ones: prepared splits are stored class by class,
+    so the first 512 CIFAR-10 test images are all airplanes. Synthetic data is
     generated if missing (as training does). A prepared dataset whose content hash differs from
     ``expected_sha256`` (the run record's) is used with a warning.
 
@@ -191,6 +193,7 @@ def probe_images(
     from omegaconf import OmegaConf
 
     from spfde_core.data import ImageFolderStreamLoader, TensorLoader, get_dataset_info, load_prepared
+    from spfde_core.data.sampling import spread
     from spfde_core.train.build import prepare, prepared_path
 
     data = OmegaConf.create(dict(data_cfg))
@@ -214,6 +217,7 @@ def probe_images(
             meta.get("content_sha256"),
             expected_sha256,
         )
+    loader.set_active(spread(torch.arange(int(loader.dataset_size)), num_samples))
     images, taken = [], 0
     for batch in loader:
         images.append(batch.images[: num_samples - taken].cpu())
