@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +59,17 @@ CHOICES = {
     "build_input": "the raw images (not the previous, shallower cache): no compounding of lossy storage",
     "sieving": "only the active samples are cached; samples becoming active with k unchanged are computed "
     "at that epoch's start and added, inactive ones dropped (rows = active set size)",
-    "resume": "the cache is not checkpointed: rebuilt deterministically at the first epoch after a resume; "
-    "that rebuild is not charged again (the uninterrupted run paid for it once)",
+    "resume": "the cache's maps are not checkpointed, its choices are (sensitive channels, int8 scales, whether "
+    "a cache was held): rebuilt deterministically at the first epoch after a resume with those choices; that "
+    "rebuild is not charged again when the uninterrupted run held the cache (it paid for it once)",
     "cost": "steps on cached maps are charged without the prefix's forward (a freezing saving); the building "
     "passes (eval-mode prefix forwards, 1 + views for similarity, plus 2 per probe sample at a full build) as "
     "overhead feature_cache_build",
     "naive_map_transform": "crop offset and padding scaled by map/image size and rounded; zero padding in map "
     "space; flip = flip of the map's width axis",
     "similarity_sensitivity": "1 - mean over probe samples of the cosine similarity of a channel's map of the "
-    "augmented image and the map-space transform of its un-augmented map",
+    "augmented image and the map-space transform of its un-augmented map; two all-zero maps (a dead channel) "
+    "count as identical (similarity 1), not as orthogonal",
     "int8": "symmetric, per-channel scale = max |x| / 127 over the rows cached at the build; rows added "
     "later are clamped to that range",
     "progressive_rule": "fp16 while k / (blocks - 1) < int8_from, int8 from then on",
@@ -146,6 +149,17 @@ def map_transform(maps: torch.Tensor, image_size: int, pad: int, dy: Any, dx: An
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def channel_sensitivity(augmented: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+    """Per channel: 1 - mean over samples of the cosine similarity of (B, C, h, w) maps of augmented images
+    and the map-space-transformed maps of the un-augmented ones (the similarity rule, ``CHOICES``)."""
+    a, m = augmented.flatten(2), moved.flatten(2)
+    cos = F.cosine_similarity(a, m, dim=2, eps=1e-8)  # (B, C)
+    # Two all-zero maps (a dead ReLU channel) are identical, not orthogonal: without this a dead
+    # channel would rank as the most sensitive one and take per-view storage for nothing.
+    both_zero = (a.abs().amax(2) == 0) & (m.abs().amax(2) == 0)
+    return 1 - torch.where(both_zero, torch.ones_like(cos), cos).mean(0)
+
+
 class Store:
     """Rows of (C, h, w) maps in fp32/fp16/int8 (per-channel scale), in memory or memory-mapped on disk."""
 
@@ -208,12 +222,15 @@ class FeatureCache:
         self.views: Store | None = None  # (rows * K, C_sens, h, w)
         self.view_params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (N, K) each
         self.sensitive: list[int] = []
+        self.rest: list[int] = []
         self.sensitivity: list[float] = []
         self.builds: list[dict[str, Any]] = []
+        self.build_seconds: list[dict[str, Any]] = []  # wall-clock of every building pass, resume rebuilds too
         self.fallbacks: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []
         self.resumed = False
         self.saved_rows: list[int] = []
+        self.saved_choices: dict[str, Any] | None = None  # a resumed cache's channels and int8 scales
         self._shapes: dict[int, tuple[int, int, int]] = {}
         if not hasattr(state.train_loader, "epoch_draws"):
             raise ConfigError("feature_cache.store: needs the in-memory loader (TensorLoader); this dataset streams")
@@ -245,10 +262,12 @@ class FeatureCache:
                 raise ConfigError(self._over_budget_message(need, k, state.epoch))
             return
         if changed or (self.base is None and not resuming):
+            self.saved_choices = None
             self._build(state, k)
         elif self.base is None:  # resumed with k unchanged: the uninterrupted run held this cache already
             before = self.saved_rows
-            self._build(state, k, charge=False)
+            self._build(state, k, charge=False, choices=self.saved_choices)
+            self.saved_choices = None
             self._charge_active_change(state, before)
         else:
             self._update_active(state)
@@ -275,16 +294,40 @@ class FeatureCache:
                 "builds": self.builds,
                 "fallbacks": self.fallbacks,
                 "max_bytes": max((b["bytes"] for b in self.builds), default=0),
+                "build_seconds": self.build_seconds,
+                "build_seconds_total": round(sum(b["seconds"] for b in self.build_seconds), 3),
             }
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_k": self.last_k, "builds": self.builds, "fallbacks": self.fallbacks, "rows": [*self.rows]}
+        held = self.base is not None
+        return {
+            "last_k": self.last_k,
+            "builds": self.builds,
+            "fallbacks": self.fallbacks,
+            "rows": [*self.rows],
+            "build_seconds": self.build_seconds,
+            "held": held,
+            # What a rebuild cannot re-derive once sieving has changed the active set since the build.
+            "choices": {
+                "sensitive": self.sensitive,
+                "rest": self.rest,
+                "sensitivity": self.sensitivity,
+                "base_scale": None if not held or self.base.scale is None else self.base.scale.tolist(),
+                "views_scale": None if self.views is None or self.views.scale is None else self.views.scale.tolist(),
+            }
+            if held
+            else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_k, self.builds, self.fallbacks = state["last_k"], list(state["builds"]), list(state["fallbacks"])
         self.saved_rows = [int(i) for i in state["rows"]]
-        self.resumed = True
+        self.build_seconds = list(state.get("build_seconds", []))
+        self.saved_choices = state.get("choices")
+        # A checkpoint taken while an over-budget epoch recomputed held no cache: the next build is charged,
+        # as in the uninterrupted run. (Checkpoints older than the "held" key: assume a cache was held.)
+        self.resumed = bool(state.get("held", True))
 
     # ---- sizes -----------------------------------------------------------------------------------
     def _map_shape(self, state: Any, k: int) -> tuple[int, int, int]:
@@ -332,15 +375,16 @@ class FeatureCache:
             block.train(mode)
         return x.float().contiguous()
 
-    def _compute(self, state: Any, k: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(un-augmented maps of the rest channels (n, C_rest, h, w), views of the sensitive ones (n, K, S, h, w))."""
+    def _compute_chunks(self, state: Any, k: int, idx: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor, Any]]:
+        """Per chunk of ``idx``: (its slice, un-augmented maps of the rest channels (b, C_rest, h, w),
+        views of the sensitive ones (b, K, S, h, w) or None). Chunks keep a build's memory at one batch."""
         loader = state.train_loader
-        base, views, bs = [], [], max(int(state.cfg.train.eval_batch_size), 1)
+        bs = max(int(state.cfg.train.eval_batch_size), 1)
         for start in range(0, idx.numel(), bs):
             part = idx[start : start + bs].to(loader.device)
             raw = loader._images[part]
             maps = self._prefix(state, k, raw).cpu()
-            base.append(maps[:, self.rest] if self.sensitive else maps)
+            views = None
             if self.sensitive:
                 dy, dx, flip = (p[idx[start : start + bs]] for p in self.view_params)
                 vs = []
@@ -349,7 +393,15 @@ class FeatureCache:
                         raw, dy[:, v].to(loader.device), dx[:, v].to(loader.device), flip[:, v].to(loader.device)
                     )
                     vs.append(self._prefix(state, k, aug).cpu()[:, self.sensitive])
-                views.append(torch.stack(vs, 1))
+                views = torch.stack(vs, 1)
+            yield slice(start, start + part.numel()), (maps[:, self.rest] if self.sensitive else maps), views
+
+    def _compute(self, state: Any, k: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All chunks of ``_compute_chunks`` concatenated (the few samples an active-set change adds)."""
+        base, views = [], []
+        for _, b, v in self._compute_chunks(state, k, idx):
+            base.append(b)
+            views.append(v)
         return torch.cat(base), (torch.cat(views) if self.sensitive else None)
 
     def _measure_sensitivity(self, state: Any, k: int, active: torch.Tensor) -> int:
@@ -369,15 +421,17 @@ class FeatureCache:
         dev = loader.device
         aug = self._prefix(state, k, loader._augment(raw, dy.to(dev), dx.to(dev), flip.to(dev)))
         moved = map_transform(self._prefix(state, k, raw), self.image_size, loader.pad, dy, dx, flip)
-        cos = F.cosine_similarity(aug.flatten(2), moved.flatten(2), dim=2, eps=1e-8)  # (n, C)
-        sens = (1 - cos.mean(0)).cpu()
+        sens = channel_sensitivity(aug, moved).cpu()
         order = torch.argsort(sens, descending=True, stable=True)
         self.sensitive = sorted(order[:s].tolist())
         self.rest = sorted(order[s:].tolist())
         self.sensitivity = [round(float(v), 6) for v in sens]
         return int(n)
 
-    def _build(self, state: Any, k: int, charge: bool = True) -> None:
+    def _build(self, state: Any, k: int, charge: bool = True, choices: dict[str, Any] | None = None) -> None:
+        """The cache of the first ``k`` blocks for the active set; ``choices``: a resumed cache's channels and
+        scales (checkpointed), so that rows computed again are stored exactly as the first build stored them."""
+        t0 = time.perf_counter()
         self._drop()
         loader = state.train_loader
         active, _, _, _ = _active_sorted(loader)
@@ -390,28 +444,15 @@ class FeatureCache:
                 torch.randint(0, 2 * loader.pad + 1, (n_all, kv), generator=gen),
                 torch.rand(n_all, kv, generator=gen) < 0.5,
             )
-        probed = self._measure_sensitivity(state, k, active)
-        base, views = self._compute(state, k, active)
-        dtype = storage_dtype(self.fc, k, self.num_blocks)
-        disk = self.fc.store == "disk"
-        self.base = Store(
-            len(active),
-            base.shape[1:],
-            dtype,
-            self._path("base", k) if disk else None,
-            int8_scale(base) if dtype == "int8" else None,
-        )
-        self.base.write(slice(None), base)
-        if views is not None:
-            flat = views.flatten(0, 1)
-            self.views = Store(
-                flat.shape[0],
-                flat.shape[1:],
-                dtype,
-                self._path("views", k) if disk else None,
-                int8_scale(flat) if dtype == "int8" else None,
-            )
-            self.views.write(slice(None), flat)
+        if choices is None:
+            probed = self._measure_sensitivity(state, k, active)
+        else:
+            probed = 0
+            self.sensitive, self.rest = list(choices["sensitive"]), list(choices["rest"])
+            self.sensitivity = list(choices["sensitivity"])
+            if not self.rest and not self.sensitive:  # a checkpoint of a cache without the similarity rule
+                self.rest = list(range(self._map_shape(state, k)[0]))
+        self._fill(state, k, active, choices)
         self.rows = {int(i): r for r, i in enumerate(active.tolist())}
         self.k = k
         forwards = 1 + (int(self.fc.views) if self.sensitive else 0)
@@ -419,9 +460,63 @@ class FeatureCache:
             self.pending.append({"blocks": k, "samples": len(active), "forwards": forwards})
             if probed:  # the sensitivity probe: each sample's augmented and un-augmented map
                 self.pending.append({"blocks": k, "samples": probed, "forwards": PROBE_FORWARDS})
-            entry = self._build_entry(state, k, len(active), dtype, forwards, "built")
+            entry = self._build_entry(state, k, len(active), self.base.dtype, forwards, "built")
             entry["probe_samples"] = probed
             self.builds.append(entry)
+        self._time(state, "built" if charge else "rebuilt after a resume", len(active), t0)
+
+    def _fill(self, state: Any, k: int, active: torch.Tensor, choices: dict[str, Any] | None) -> None:
+        """Compute the active samples' maps into new stores, one chunk at a time.
+
+        fp32/fp16 chunks go straight into the (memory-mapped) store. int8 needs the per-channel scale over
+        every row before the first can be encoded, so its maps are staged once in fp32 (the scale's max is
+        taken chunk by chunk, exactly the max over all rows) unless a resumed cache brings its scales.
+        """
+        c, h, w = self._map_shape(state, k)
+        n, kv = len(active), int(self.fc.views)
+        dtype = storage_dtype(self.fc, k, self.num_blocks)
+        disk = self.fc.store == "disk"
+        shapes = {"base": (len(self.rest), h, w), "views": (len(self.sensitive), h, w)}
+        rows = {"base": n, "views": n * kv}
+        parts = ["base", "views"] if self.sensitive else ["base"]
+        scales: dict[str, torch.Tensor | None] = {p: None for p in parts}
+        staged: dict[str, torch.Tensor] = {}
+        chunks: Any = self._compute_chunks(state, k, active)
+        if dtype == "int8" and choices is not None:
+            scales = {p: torch.tensor(choices[f"{p}_scale"], dtype=torch.float32) for p in parts}
+        elif dtype == "int8":
+            staged = {p: torch.empty((rows[p], *shapes[p])) for p in parts}
+            amax = {p: torch.zeros(shapes[p][0]) for p in parts}
+            for sl, b, v in chunks:
+                for p, x in (("base", b), ("views", v)):
+                    if p in parts:
+                        x = x if p == "base" else x.flatten(0, 1)
+                        staged[p][sl if p == "base" else slice(sl.start * kv, sl.stop * kv)] = x
+                        amax[p] = torch.maximum(amax[p], x.abs().amax(dim=(0, 2, 3)))
+            scales = {p: (amax[p] / 127).clamp_min(1e-12) for p in parts}
+            bs = max(int(state.cfg.train.eval_batch_size), 1)
+            chunks = (
+                (slice(s, min(s + bs, n)), staged["base"][s : s + bs], self._staged_views(staged, s, bs, n, kv))
+                for s in range(0, n, bs)
+            )
+        stores = {p: Store(rows[p], shapes[p], dtype, self._path(p, k) if disk else None, scales[p]) for p in parts}
+        self.base, self.views = stores["base"], stores.get("views")
+        for sl, b, v in chunks:
+            self.base.write(sl, b)
+            if self.views is not None:
+                self.views.write(slice(sl.start * kv, sl.stop * kv), v.flatten(0, 1))
+
+    @staticmethod
+    def _staged_views(staged: dict[str, torch.Tensor], s: int, bs: int, n: int, kv: int) -> torch.Tensor | None:
+        if "views" not in staged:
+            return None
+        e = min(s + bs, n)
+        return staged["views"][s * kv : e * kv].unflatten(0, (e - s, kv))
+
+    def _time(self, state: Any, what: str, samples: int, t0: float) -> None:
+        self.build_seconds.append(
+            {"epoch": state.epoch, "what": what, "samples": samples, "seconds": round(time.perf_counter() - t0, 3)}
+        )
 
     def _charge_active_change(self, state: Any, before: list[int]) -> None:
         """After a resume rebuild: charge and record what the uninterrupted run's update would have."""
@@ -463,6 +558,7 @@ class FeatureCache:
 
     def _update_active(self, state: Any) -> None:
         """Same prefix, changed active set (sieving): compute the new samples, drop the inactive ones."""
+        t0 = time.perf_counter()
         active, _, _, _ = _active_sorted(state.train_loader)
         if [*self.rows] == active.tolist():
             return
@@ -505,6 +601,7 @@ class FeatureCache:
         entry = self._build_entry(state, self.k, int(new.numel()), dtype, forwards, "active set changed")
         entry["dropped"] = len(old_rows) - len(kept)
         self.builds.append(entry)
+        self._time(state, "active set changed", int(new.numel()), t0)
 
     def _path(self, what: str, k: int) -> Path:
         return self.cache_dir / f"k{k}-{what}.bin"

@@ -10,7 +10,7 @@ from spfde_core.config import ConfigError, config_hash
 from spfde_core.cost.flops import prefix_forward
 from spfde_core.cost.layers import profile_model
 from spfde_core.data.loader import TensorLoader
-from spfde_core.freezing.feature_cache import Store, int8_scale
+from spfde_core.freezing.feature_cache import Store, channel_sensitivity, int8_scale
 from spfde_core.train.build import build_model_for
 from spfde_core.train.run import run_training
 
@@ -129,9 +129,23 @@ class KillInEpoch:
             raise Kill
 
 
-@pytest.mark.parametrize("augment", ["similarity"])
-def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path, augment) -> None:
-    extra = ["feature_cache.store=disk", f"feature_cache.augment={augment}", "feature_cache.compression=progressive"]
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["feature_cache.augment=similarity", "feature_cache.compression=progressive"],
+        # Sieving changes the active set after the build: the resumed rebuild must reuse the build's
+        # sensitive channels and int8 scales (checkpointed), not measure them again on the new active set.
+        [
+            "feature_cache.augment=similarity",
+            "feature_cache.compression=int8",
+            "sieving=random_redraw",
+            "sieving.redraw_every_epochs=1",
+        ],
+    ],
+    ids=["progressive", "sieved-int8"],
+)
+def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path, extra) -> None:
+    extra = ["feature_cache.store=disk", *extra]
     whole = run_training(
         _cfg(smoke_overrides, *extra, f"run.results_dir={tmp_path / 'w'}", f"run.checkpoint_dir={tmp_path / 'wc'}")
     )
@@ -143,8 +157,12 @@ def test_resume_after_kill_matches_uninterrupted_run(smoke_overrides, tmp_path, 
     assert resumed["results"] == whole["results"]
     assert resumed["cost"]["training_flops"] == whole["cost"]["training_flops"]
     assert resumed["feature_cache"]["builds"] == whole["feature_cache"]["builds"]
-    storages = {b["storage"] for b in whole["feature_cache"]["builds"]}
-    assert storages <= {"fp16", "int8"} and whole["feature_cache"]["builds"][0]["channels_cached_per_view"] >= 1
+    builds = whole["feature_cache"]["builds"]
+    assert {b["storage"] for b in builds} <= {"fp16", "int8"} and builds[0]["channels_cached_per_view"] >= 1
+    # Every building pass is timed, the resumed run's uncharged rebuild too.
+    timed, whole_timed = resumed["feature_cache"]["build_seconds"], whole["feature_cache"]["build_seconds"]
+    assert len(whole_timed) == len(builds) and all(t["seconds"] >= 0 for t in timed + whole_timed)
+    assert [t["what"] for t in timed].count("rebuilt after a resume") == 1
 
 
 def test_cache_options_without_a_cache_are_refused() -> None:
@@ -156,3 +174,45 @@ def test_cache_options_without_a_cache_are_refused() -> None:
             validate(cfg)
     validate(load_config(["profile=smoke", "freezing=linear", "feature_cache.store=none"]))
     validate(load_config(["profile=smoke", "freezing=linear", "feature_cache.store=disk", "feature_cache.views=3"]))
+
+
+def test_dead_channel_is_insensitive_and_a_shifted_one_is_sensitive() -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(8, 3, 6, 6, generator=gen)
+    maps[:, 0] = 0  # a dead ReLU channel: zero whatever the augmentation
+    augmented = maps.clone()
+    augmented[:, 2] = torch.rand(8, 6, 6, generator=gen)  # channel 2 changes with the augmentation
+    sens = channel_sensitivity(augmented, maps)
+    assert sens[0] == 0 and sens[1].abs() < 1e-6 and sens[2] > 0.05
+    assert torch.argsort(sens, descending=True, stable=True)[0] == 2
+
+
+def test_int8_build_stores_every_row_within_half_a_step_of_the_prefix_maps(smoke_overrides) -> None:
+    # The int8 build stages the maps chunk by chunk: its scale must be the max over all rows, and each
+    # stored row must decode to the prefix's map of that sample within half a quantisation step.
+    checked = []
+
+    class Check:
+        def on_batch_start(self, state, batch) -> None:
+            loader = state.epoch_loader
+            if loader is None or checked:
+                return
+            cache = loader.cache
+            idx = torch.tensor([*cache.rows])
+            maps = cache._prefix(state, cache.k, state.train_loader._images[idx])[:, cache.rest]
+            scale = int8_scale(maps)
+            assert torch.equal(cache.base.scale, scale)
+            rows = torch.tensor([cache.rows[int(i)] for i in idx])
+            err = (cache.base.read(rows) - maps).abs()
+            assert (err <= scale.view(1, -1, 1, 1) / 2 + 1e-6).all()
+            checked.append(len(idx))
+
+    cfg = _cfg(
+        smoke_overrides,
+        "feature_cache.store=disk",
+        "feature_cache.augment=similarity",
+        "feature_cache.compression=int8",
+        "train.eval_batch_size=50",  # several chunks per build
+    )
+    run_training(cfg, extra_callbacks=[Check()])
+    assert checked and checked[0] > 50
