@@ -10,7 +10,7 @@ from spfde_core.config import ConfigError, config_hash
 from spfde_core.cost.flops import prefix_forward
 from spfde_core.cost.layers import profile_model
 from spfde_core.data.loader import TensorLoader
-from spfde_core.freezing.feature_cache import Store, channel_sensitivity, int8_scale
+from spfde_core.freezing.feature_cache import Store, channel_sensitivity, int8_scale, map_transform
 from spfde_core.train.build import build_model_for
 from spfde_core.train.run import run_training
 
@@ -216,3 +216,26 @@ def test_int8_build_stores_every_row_within_half_a_step_of_the_prefix_maps(smoke
     )
     run_training(cfg, extra_callbacks=[Check()])
     assert checked and checked[0] > 50
+
+
+def test_map_transform_at_full_resolution_is_the_loaders_augmentation() -> None:
+    # The naive and similarity rules apply the loader's crop and flip draws in map space: at the
+    # image's own resolution that must be exactly the loader's pixel-space augmentation.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 5, 32, 32, generator=gen)
+    loader = TensorLoader(
+        torch.zeros(16, 32, 32, 3, dtype=torch.uint8),
+        torch.zeros(16, dtype=torch.long),
+        num_classes=10,
+        batch_size=16,
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
+        train=True,
+    )
+    dy, dx = torch.randint(0, 9, (16,), generator=gen), torch.randint(0, 9, (16,), generator=gen)
+    flip = torch.rand(16, generator=gen) < 0.5
+    assert torch.equal(map_transform(x, 32, 4, dy, dx, flip), loader._augment(x, dy, dx, flip))
+    # At half resolution the offsets and padding halve: an offset of 2 pixels moves the map by 1.
+    down, no_flip = torch.full((16,), 6), torch.zeros(16, dtype=torch.bool)
+    half = map_transform(x[:, :, ::2, ::2], 32, 4, down, torch.full((16,), 4), no_flip)
+    assert torch.equal(half[:, :, :-1, :], x[:, :, 2::2, ::2]) and not half[:, :, -1, :].any()
