@@ -56,6 +56,8 @@ CHOICES = {
     "after a resume); kept while k is unchanged (the prefix was frozen all along, so its maps cannot change)",
     "bn": "frozen blocks run in eval mode (BlockModel.train), so the maps are built in eval mode: exactly "
     "what the uncached step computes",
+    "dtype": "maps are built under the run's autocast and read back in the dtype the uncached step hands to "
+    "block k (bf16 under train.precision=bf16, fp32 otherwise); fp32 storage of a bf16 map is exact",
     "build_input": "the raw images (not the previous, shallower cache): no compounding of lossy storage",
     "sieving": "only the active samples are cached; samples becoming active with k unchanged are computed "
     "at that epoch's start and added, inactive ones dropped (rows = active set size)",
@@ -618,7 +620,10 @@ class FeatureCache:
     # ---- reading ---------------------------------------------------------------------------------
     def batch_maps(self, state: Any, idx: torch.Tensor, draws: tuple, epoch_pick: torch.Tensor | None) -> torch.Tensor:
         rows = torch.tensor([self.rows[int(i)] for i in idx.tolist()], dtype=torch.long)
-        maps = self.base.read(rows)
+        # The dtype the uncached step hands to block k: bf16 under bf16 autocast (the prefix's output). An fp32
+        # map would turn the rest's residual stream to fp32: slower, and not the uncached step's numerics.
+        dtype = torch.bfloat16 if state.cfg.train.precision == "bf16" else torch.float32
+        maps = self.base.read(rows).to(dtype)
         loader = state.train_loader
         aug = self.fc.augment
         if aug == "naive":
@@ -627,8 +632,8 @@ class FeatureCache:
             kv = int(self.fc.views)
             dy, dx, flip = (p[idx, epoch_pick] for p in self.view_params)
             rest = map_transform(maps, self.image_size, loader.pad, dy, dx, flip)
-            sens = self.views.read(rows * kv + epoch_pick)
-            out = torch.empty((len(rows), rest.shape[1] + sens.shape[1], *rest.shape[2:]))
+            sens = self.views.read(rows * kv + epoch_pick).to(dtype)
+            out = torch.empty((len(rows), rest.shape[1] + sens.shape[1], *rest.shape[2:]), dtype=dtype)
             out.index_copy_(1, torch.tensor(self.rest), rest)
             out.index_copy_(1, torch.tensor(self.sensitive), sens)
             maps = out

@@ -56,6 +56,24 @@ def test_cached_training_equals_uncached_without_augmentation(smoke_overrides, m
     assert all(b["bytes"] == b["samples"] * 4 * torch.Size(b["map_shape"]).numel() for b in builds)
 
 
+def test_cached_maps_enter_block_k_in_the_uncached_steps_dtype_under_bf16(smoke_overrides, monkeypatch) -> None:
+    # Under bf16 autocast the uncached step hands block k a bf16 map; an fp32 map from the cache would turn
+    # the rest of the network's residual stream to fp32 (slower, and other numerics than the uncached run).
+    monkeypatch.setattr(TensorLoader, "_augment", lambda self, x, dy, dx, flip: x)
+    dtypes = set()
+
+    class Probe:
+        def on_batch_start(self, state, batch) -> None:
+            if state.epoch_loader is not None:
+                dtypes.add(batch.images.dtype)
+
+    bf16 = [o for o in FREEZE if not o.startswith("train.precision")] + ["train.precision=bf16"]
+    plain = run_training(load_config([*smoke_overrides, *bf16, "run.row=plain"]))
+    cached = run_training(load_config([*smoke_overrides, *bf16, "run.row=c", "feature_cache.store=memory"]), [Probe()])
+    assert dtypes == {torch.bfloat16}
+    assert cached["results"]["final_test_loss"] == pytest.approx(plain["results"]["final_test_loss"], rel=1e-3)
+
+
 def test_cache_holds_the_active_set_under_sieving(smoke_overrides) -> None:
     seen = []
 
