@@ -257,3 +257,23 @@ def test_map_transform_at_full_resolution_is_the_loaders_augmentation() -> None:
     down, no_flip = torch.full((16,), 6), torch.zeros(16, dtype=torch.bool)
     half = map_transform(x[:, :, ::2, ::2], 32, 4, down, torch.full((16,), 4), no_flip)
     assert torch.equal(half[:, :, :-1, :], x[:, :, 2::2, ::2]) and not half[:, :, -1, :].any()
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "int8"])
+def test_disk_store_round_trips_rows_and_deletes_its_file(tmp_path, dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.randn(12, 4, 3, 3, generator=gen)
+    scale = int8_scale(maps) if dtype == "int8" else None
+    path = tmp_path / "cache" / "k2-base.bin"
+    store = Store(12, maps.shape[1:], dtype, path, scale)
+    store.write(torch.tensor([11, 0, 5]), maps[[11, 0, 5]])
+    store.write(slice(1, 5), maps[1:5])
+    assert path.stat().st_size == 12 * maps[0].numel() * {"fp32": 4, "fp16": 2, "int8": 1}[dtype]
+    rows = torch.tensor([0, 3, 11, 5])
+    tolerance = {"fp32": 0.0, "fp16": 2e-3, "int8": None}[dtype]
+    if dtype == "int8":
+        assert ((store.read(rows) - maps[rows]).abs() <= scale.view(1, -1, 1, 1) / 2 + 1e-6).all()
+    else:
+        assert torch.allclose(store.read(rows), maps[rows], rtol=tolerance, atol=tolerance)
+    store.close()
+    assert not path.exists()
