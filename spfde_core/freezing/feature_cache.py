@@ -209,7 +209,12 @@ class Store:
 
 def int8_scale(maps: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
     dims = [d for d in range(maps.ndim) if d != channel_dim]
-    return (maps.abs().amax(dim=dims).float() / 127).clamp_min(1e-12)
+    return scale_from_amax(maps.abs().amax(dim=dims))
+
+
+def scale_from_amax(amax: torch.Tensor) -> torch.Tensor:
+    """The symmetric int8 scale of channels whose largest magnitude is ``amax`` (``CHOICES["int8"]``)."""
+    return (amax.float() / 127).clamp_min(1e-12)
 
 
 class FeatureCache:
@@ -497,7 +502,7 @@ class FeatureCache:
                         x = x if p == "base" else x.flatten(0, 1)
                         staged[p][sl if p == "base" else slice(sl.start * kv, sl.stop * kv)] = x
                         amax[p] = torch.maximum(amax[p], x.abs().amax(dim=(0, 2, 3)))
-            scales = {p: (amax[p] / 127).clamp_min(1e-12) for p in parts}
+            scales = {p: scale_from_amax(amax[p]) for p in parts}
             bs = max(int(state.cfg.train.eval_batch_size), 1)
             chunks = (
                 (slice(s, min(s + bs, n)), staged["base"][s : s + bs], self._staged_views(staged, s, bs, n, kv))
