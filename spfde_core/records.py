@@ -32,7 +32,18 @@ CURVE_COLUMNS = (
     "eval_s",
     "train_images_per_s",
     "elapsed_s",
+    "cpu_s",
+    "load_1m",
 )
+
+
+def is_measurement_column(name: str) -> bool:
+    """Curve columns that measure the machine, not the training (times, CPU seconds, load average).
+
+    They differ between two runs of one config on one machine; every other column is reproducible
+    (a resumed run's curve equals the uninterrupted run's on all others, tests/train/test_resume.py).
+    """
+    return name.endswith("_s") or name.startswith("load_")
 
 
 class RecordError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import torch
@@ -104,11 +105,26 @@ def evaluate(state: TrainState, forward: torch.nn.Module, procs: Processes = ONE
     }
 
 
+def machine_load(cpu_s: float) -> dict[str, float]:
+    """How busy the machine was during an epoch, for the record (issue 18: say how loaded a run's machine was).
+
+    ``cpu_s``: CPU seconds this process used in the epoch, all its threads (not data-loader worker
+    processes); against the epoch's wall-clock it shows whether the run had its cores. ``load_1m``:
+    the kernel's 1-minute load average at the epoch's end (runnable tasks on the whole machine, so
+    other runs, tests and benchmarks count); absent where the OS has none.
+    """
+    load = {"cpu_s": cpu_s}
+    if hasattr(os, "getloadavg"):
+        load["load_1m"] = os.getloadavg()[0]
+    return load
+
+
 def train(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, procs: Processes = ONE_PROCESS) -> None:
     """Run epochs ``state.epoch .. train.epochs-1``; evaluation, records and checkpoints are callbacks."""
     callbacks.on_train_start(state)
     while state.epoch < state.cfg.train.epochs:
         epoch_start = time.perf_counter()
+        cpu_start = time.process_time()
         state.epoch_log = {}
         state.train_loader.set_epoch(state.epoch)
         callbacks.on_epoch_start(state)
@@ -118,6 +134,7 @@ def train(state: TrainState, callbacks: CallbackList, forward: torch.nn.Module, 
             state.epoch_log.update(evaluate(state, forward, procs))
         state.elapsed_s += time.perf_counter() - epoch_start
         state.epoch_log["elapsed_s"] = state.elapsed_s
+        state.epoch_log.update(machine_load(time.process_time() - cpu_start))
         state.history.append(state.epoch_log)
         callbacks.on_epoch_end(state)
         state.epoch += 1

@@ -200,6 +200,35 @@ def tracker_loggers(cfg: DictConfig, work_dir: Path) -> list[Any]:
     return [TrackerLogger(cfg.train.loggers, work_dir)] if cfg.train.get("loggers") else []
 
 
+def load_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's machine load from its epochs (``loop.machine_load``); {} when no epoch measured it.
+
+    Epochs trained before this was recorded (a run resumed across the change) have no values, so
+    ``load_epochs`` says how many epochs the numbers cover.
+    """
+    wall_s, cpu_s, loads, measured = 0.0, 0.0, [], 0
+    previous_elapsed = 0.0
+    for epoch in history:
+        if "cpu_s" in epoch:
+            measured += 1
+            wall_s += epoch["elapsed_s"] - previous_elapsed
+            cpu_s += epoch["cpu_s"]
+            if "load_1m" in epoch:
+                loads.append(epoch["load_1m"])
+        previous_elapsed = epoch["elapsed_s"]
+    if not measured:
+        return {}
+    summary: dict[str, Any] = {
+        "load_epochs": measured,
+        "cpu_s": cpu_s,
+        "cpu_per_wall": cpu_s / wall_s if wall_s > 0 else 0.0,
+    }
+    if loads:
+        summary["load_1m_mean"] = sum(loads) / len(loads)
+        summary["load_1m_max"] = max(loads)
+    return summary
+
+
 def build_record(
     cfg: DictConfig, chash: str, paths: RunPaths, state: TrainState, data: dict[str, Any]
 ) -> dict[str, Any]:
@@ -233,6 +262,7 @@ def build_record(
             "wall_clock_s": state.elapsed_s,
             "train_s": state.train_s,
             "train_images_per_s": state.images_trained / state.train_s if state.train_s else 0.0,
+            **load_summary(state.history),
         },
         "data": data,
         # Which masked-update implementation ran (docs/fused_update.md); absent for plain optimizers.

@@ -8,6 +8,7 @@ import csv
 import pytest
 import torch
 
+from spfde_core import records
 from spfde_core.cli import load_config
 from spfde_core.train.run import run_training
 
@@ -84,7 +85,7 @@ class KillInEpoch:
 
 def _curve(results_dir) -> list[dict]:
     with open(results_dir / "test" / "smoke" / "seed0" / "curve.csv") as f:
-        return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in csv.DictReader(f)]
+        return [{k: v for k, v in row.items() if not records.is_measurement_column(k)} for row in csv.DictReader(f)]
 
 
 def test_circular_run_swaps_at_interval_starts_and_resumes_exactly(smoke_overrides, tmp_path) -> None:

@@ -31,10 +31,15 @@ def test_smoke_run_writes_a_valid_record_and_curve(smoke_overrides, tmp_path, ca
     assert record["data"]["name"] == "synthetic" and len(record["data"]["content_sha256"]) == 64
     assert record["provenance"]["versions"]["torch"]
     assert record["timing"]["train_images_per_s"] > 0
+    # How loaded the machine was (issue 18): every epoch measured, the summary adds up the curve's columns.
+    assert record["timing"]["load_epochs"] == 3
     assert record["non_default"]["profile"] == "smoke"
     with open(run_dir / "curve.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert record["timing"]["cpu_s"] == pytest.approx(sum(float(r["cpu_s"]) for r in rows))
+    assert record["timing"]["cpu_s"] > 0 and record["timing"]["cpu_per_wall"] > 0
+    assert record["timing"]["load_1m_max"] == max(float(r["load_1m"]) for r in rows)
     assert float(rows[-1]["test_acc"]) == record["results"]["final_top1"]
     # The checkpoint lives outside results/.
     assert (tmp_path / "checkpoints" / "test" / "smoke" / "seed0" / "last.pt").exists()
