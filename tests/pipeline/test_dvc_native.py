@@ -48,7 +48,8 @@ def test_dvc_metrics_params_plots_and_exp_run_on_real_records(tmp_path: Path) ->
     shown = _json([DVC, "metrics", "show", "--json"], repo)
     values = shown[""]["data"][dense_metrics]["data"]  # "": the workspace
     record = json.loads((repo / "results" / "runs" / DENSE / "seed0" / "metrics.json").read_text())
-    assert values["top1"] == pytest.approx(100 * record["results"]["final_top1"])
+    # The metrics file keeps 4 decimals (board/dvc_files.py); a smoke top-1 such as 55/128 has more.
+    assert values["top1"] == round(100 * record["results"]["final_top1"], 4)
     assert values["train_flops_ratio"] == pytest.approx(1.0) and values["train_flops"] > 0
     table = _run([DVC, "metrics", "show"], repo)
     assert dense_metrics in table and "train_flops_ratio" in table
