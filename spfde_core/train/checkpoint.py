@@ -61,6 +61,9 @@ class Checkpointer:
         return {
             "format": CHECKPOINT_FORMAT,
             "config_hash": self.config_hash,
+            # train.precision=auto is resolved after the config is hashed (it depends on the CPU): kept so
+            # that a resume on another CPU class cannot switch precision halfway through one record.
+            "precision": state.cfg.train.precision,
             "next_epoch": state.epoch + 1,
             "step": state.step,
             "model": state.model.state_dict(),
@@ -93,6 +96,13 @@ def resume(path: Path, config_hash: str, state: TrainState, callbacks: CallbackL
         raise CheckpointError(
             f"{path}: belongs to config {ckpt['config_hash']}, not this run's {config_hash}; "
             "delete it or set run.force=true to start over"
+        )
+    trained_in, here = ckpt.get("precision"), state.cfg.train.precision  # absent in older checkpoints
+    if trained_in is not None and trained_in != here:
+        raise CheckpointError(
+            f"{path}: epochs 1-{ckpt['next_epoch']} trained in {trained_in}, but train.precision resolves to "
+            f"{here} on this machine; resuming would mix two precisions in one record. Resume it on a machine "
+            f"of the CPU class that started it, or set run.force=true to start over here"
         )
     state.model.load_state_dict(ckpt["model"])
     if hasattr(state.model, "num_frozen_blocks"):

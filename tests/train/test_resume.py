@@ -64,3 +64,22 @@ def test_checkpoint_of_another_config_is_not_resumed(smoke_overrides, tmp_path) 
     other = load_config([*smoke_overrides, "train.epochs=3", "optim.lr=0.05"])
     with pytest.raises(CheckpointError, match="belongs to config"):
         run_training(other)
+
+
+def test_checkpoint_trained_in_another_precision_is_not_resumed(smoke_overrides, tmp_path) -> None:
+    """train.precision=auto resolves per CPU after hashing: a resume on another CPU class must not mix precisions."""
+    import torch
+
+    from spfde_core.train.checkpoint import CheckpointError
+
+    cfg = load_config([*smoke_overrides, "train.epochs=3"])
+    with pytest.raises(Kill):
+        run_training(cfg, extra_callbacks=[KillAfterEpoch(0)])
+    (path,) = tmp_path.rglob("last.pt")
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["precision"] in ("fp32", "bf16")
+    ckpt["precision"] = "bf16" if ckpt["precision"] == "fp32" else "fp32"  # as if written on the other class
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="resuming would mix two precisions"):
+        run_training(cfg)
+    assert path.exists()  # the user's checkpoint is kept
